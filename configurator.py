@@ -1,0 +1,125 @@
+"""
+Configuration for every script: module-level defaults, then a config file, then command-line overrides.
+
+    python train.py config/midtrain_gpt2_disp.py --batch_size=8 --reg_coeff 0.5
+
+Each script keeps its defaults as plain module-level names at the top of the file and calls
+
+    config = configure(globals())
+
+which (1) executes the optional config file (plain Python assignments; it may import shared settings,
+e.g. `from config.midtrain_gpt2 import *`), (2) applies `--key=value` or `--key value` overrides, parsed as
+Python literals (a bare word stays a string), (3) type-checks every changed key against its default, and
+(4) writes the result back into the script's globals. Any mistake (unknown key, wrong type, missing file)
+is one line on stderr and exit code 2, before the script has touched data, network or disk.
+"""
+
+import ast
+import difflib
+import os
+import sys
+
+_CONFIG_TYPES = (int, float, bool, str, type(None), list, tuple)
+
+
+def die(msg, code=1):
+    """Print a one-line error and exit. Scripts use it for every user-facing failure."""
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _type_name(types):
+    return " or ".join("None" if t is type(None) else t.__name__ for t in types)
+
+
+def _check(key, value, allowed):
+    """Return value if its type is allowed (int is fine for float, a tuple is fine for list), else die."""
+    if type(None) in allowed and value is None:
+        return value
+    if isinstance(value, bool):  # bool is an int subclass: only accept it where bool is allowed
+        ok = bool in allowed
+    elif isinstance(value, int) and float in allowed and int not in allowed:
+        value, ok = float(value), True
+    elif isinstance(value, (list, tuple)) and (list in allowed or tuple in allowed):
+        ok = True
+        value = list(value) if list in allowed else tuple(value)
+    else:
+        ok = type(value) in allowed
+    if not ok:
+        die(f"--{key} expects {_type_name(allowed)}, got {value!r} ({type(value).__name__})", 2)
+    return value
+
+
+def _parse_value(text):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare word such as --dataset=pydocs is a string
+
+
+def configure(namespace, argv=None, types=None):
+    """Resolve the config of a script. `namespace` is the script's globals(); returns the resolved dict."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    types = types or {}
+    defaults = {k: v for k, v in namespace.items()
+                if not k.startswith("_") and isinstance(v, _CONFIG_TYPES)}
+    allowed = {}
+    for k, v in defaults.items():
+        if k in types:
+            allowed[k] = tuple(types[k])
+        elif v is None:  # None defaults accept any literal (e.g. reg_max_tokens=None or 256)
+            allowed[k] = _CONFIG_TYPES
+        elif isinstance(v, (list, tuple)):
+            allowed[k] = (list, tuple)
+        else:
+            allowed[k] = (type(v),)
+
+    def unknown(key):
+        close = difflib.get_close_matches(key, list(defaults), n=3)
+        hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+        die(f"unknown config key '{key}'{hint}", 2)
+
+    if "-h" in argv or "--help" in argv:
+        print("keys (override with --key=value; a config file may come first):")
+        for k, v in defaults.items():
+            print(f"  --{k}={v!r}")
+        sys.exit(0)
+
+    config = dict(defaults)
+    # 1) the config file: the first argument that is not an option
+    if argv and not argv[0].startswith("--"):
+        path = argv.pop(0)
+        if not os.path.isfile(path):
+            die(f"config file '{path}' not found", 2)
+        scope = dict(config)
+        try:
+            with open(path) as f:
+                code = compile(f.read(), path, "exec")
+            exec(code, scope)
+        except Exception as e:  # a broken config file is a config error, reported on one line
+            die(f"config file '{path}' failed: {type(e).__name__}: {e}", 2)
+        for k, v in scope.items():
+            if k.startswith("_") or not isinstance(v, _CONFIG_TYPES):
+                continue  # modules, functions and private helpers of the config file are not keys
+            if k not in defaults:
+                unknown(k)
+            config[k] = _check(k, v, allowed[k])
+    # 2) overrides: --key=value or --key value
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            die(f"unexpected argument '{arg}' (a config file must come first; options look like --key=value)", 2)
+        if "=" in arg:
+            key, text = arg[2:].split("=", 1)
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            key, text = arg[2:], argv[i + 1]
+            i += 1
+        else:
+            die(f"option '{arg}' has no value (use --key=value)", 2)
+        i += 1
+        if key not in defaults:
+            unknown(key)
+        config[key] = _check(key, _parse_value(text), allowed[key])
+    namespace.update(config)
+    return config

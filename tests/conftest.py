@@ -1,0 +1,12 @@
+"""Shared test setup: hermetic (no hub, no downloads), CPU-only, deterministic.
+
+Run the whole suite with: python -m pytest -q
+"""
+import os
+
+# read once at import time by huggingface_hub / datasets / transformers: set before anything imports them
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "disabled")

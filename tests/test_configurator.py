@@ -1,0 +1,81 @@
+"""configurator.py: config files, --key=value / --key value overrides, type checks, one-line errors.
+
+python -m pytest -q tests/test_configurator.py
+"""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from configurator import configure
+
+DEFAULTS = dict(batch_size=12, learning_rate=6e-4, compile=True, dataset="pydocs", reg_max_tokens=None,
+                reg_loc="all", betas=[0.9, 0.95])
+
+
+def run(argv, types=None):
+    ns = dict(DEFAULTS)
+    config = configure(ns, argv=argv, types=types)
+    return ns, config
+
+
+def test_overrides_both_forms_and_literal_parsing():
+    ns, config = run(["--batch_size=4", "--learning_rate", "1e-3", "--compile=False", "--dataset=wikitext",
+                      "--reg_max_tokens=256"])
+    assert ns["batch_size"] == 4 and ns["learning_rate"] == 1e-3 and ns["compile"] is False
+    assert ns["dataset"] == "wikitext" and ns["reg_max_tokens"] == 256
+    assert config == {k: ns[k] for k in DEFAULTS}
+
+
+def test_int_is_accepted_for_float_and_becomes_float():
+    ns, _ = run(["--learning_rate=1"])
+    assert ns["learning_rate"] == 1.0 and isinstance(ns["learning_rate"], float)
+
+
+def test_widened_types():
+    ns, _ = run(["--reg_loc=[1, 2, 3]"], types={"reg_loc": (str, list)})
+    assert ns["reg_loc"] == [1, 2, 3]
+
+
+def test_config_file_then_overrides(tmp_path):
+    cfg = tmp_path / "exp.py"
+    cfg.write_text(textwrap.dedent("""
+        import math          # modules are not keys
+        batch_size = 2 * 8   # plain python
+        learning_rate = 3e-4
+    """))
+    ns, _ = run([str(cfg), "--learning_rate=1e-4"])
+    assert ns["batch_size"] == 16 and ns["learning_rate"] == 1e-4
+
+
+def _cli(tmp_path, *args):
+    script = tmp_path / "script.py"
+    script.write_text("batch_size = 12\nlearning_rate = 6e-4\nfrom configurator import configure\n"
+                      "configure(globals())\nopen('touched', 'w').write('x')\n")
+    import os
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    return subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True,
+                          env=env)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--batch_sise=3"], "unknown config key 'batch_sise' (did you mean: batch_size?)"),
+    (["--batch_size=abc"], "--batch_size expects int"),
+    (["--batch_size=1.5"], "--batch_size expects int"),
+    (["missing_config.py"], "config file 'missing_config.py' not found"),
+    (["--batch_size"], "has no value"),
+])
+def test_errors_are_one_line_exit_2_and_nothing_runs(tmp_path, args, needle):
+    r = _cli(tmp_path, *args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], r.stderr
+    assert not (tmp_path / "touched").exists()
+
+
+def test_unknown_key_in_config_file(tmp_path):
+    (tmp_path / "bad.py").write_text("lerning_rate = 1e-3\n")
+    r = _cli(tmp_path, "bad.py")
+    assert r.returncode == 2 and "unknown config key 'lerning_rate'" in r.stderr
+    assert "learning_rate" in r.stderr
