@@ -1,0 +1,77 @@
+"""
+Sample text from a checkpoint of train.py.
+
+    python sample.py --ckpt=out-demo --start="The " --num_samples=3 --max_new_tokens=200 --temperature=0.8
+    python sample.py --ckpt=out-demo/ckpt_000500.pt --start=FILE:prompt.txt --top_k=0 --temperature=0
+
+The tokenizer is the one the checkpoint's data was made with (its meta.json is stored in the checkpoint).
+An empty --start begins from the end-of-text token: an unconditional sample. temperature=0 is greedy.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from configurator import configure, die
+
+# -----------------------------------------------------------------------------
+ckpt = 'out'            # a train.py out_dir (its ckpt.pt) or a .pt file
+start = ''              # prompt text, or FILE:path to read it from a file; '' = start from end-of-text
+num_samples = 3         # samples drawn, one after the other
+max_new_tokens = 200    # tokens generated per sample
+temperature = 0.8       # < 1 sharpens the distribution, > 1 flattens it; 0 = always the most likely token
+top_k = 200             # keep only the k most likely tokens (0 = all)
+seed = 1337
+device = 'cuda' if torch.cuda.is_available() else 'cpu'
+# -----------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=0, vocab_size=None):
+    """Extend idx (B, T) by max_new_tokens tokens, one forward pass each (no KV cache: short and readable).
+    vocab_size: the tokenizer's; logits past it (a vocabulary padded for speed) are never sampled."""
+    for _ in range(max_new_tokens):
+        idx_cond = idx[:, -model.max_seq_len:]  # the context window slides once the text outgrows it
+        logits, _ = model(idx_cond)
+        logits = logits[:, -1, :vocab_size]  # (B, vocab) at the last position
+        if temperature == 0:
+            idx_next = logits.argmax(dim=-1, keepdim=True)
+        else:
+            logits = logits / temperature
+            if top_k:
+                kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                logits = logits.masked_fill(logits < kth, float('-inf'))
+            idx_next = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+        idx = torch.cat((idx, idx_next), dim=1)
+    return idx
+
+
+if __name__ == '__main__':
+    configure(globals())
+    if temperature < 0 or top_k < 0 or num_samples < 1 or max_new_tokens < 0:
+        die("need temperature >= 0, top_k >= 0, num_samples >= 1 and max_new_tokens >= 0", 2)
+    from data import get_tokenizer
+    from model import load_checkpoint
+
+    torch.manual_seed(seed)
+    try:
+        model, checkpoint = load_checkpoint(ckpt, device=device)
+        meta = checkpoint.get('data_meta')
+        if not meta:
+            raise ValueError(f"checkpoint {ckpt} has no data_meta: cannot tell which tokenizer it was trained with")
+        tok = get_tokenizer(meta['tokenizer'])
+        if start.startswith('FILE:'):
+            with open(start[5:], encoding='utf-8') as f:
+                start = f.read()
+    except (FileNotFoundError, ValueError, OSError) as e:
+        die(str(e))
+    start_ids = tok.encode(start) if start else [tok.eot_token]
+    if not start_ids:
+        die(f"--start {start!r} encodes to no tokens")
+    x = torch.tensor(start_ids, dtype=torch.long, device=device)[None, :]
+    step = checkpoint.get('step', '?')
+    print(f"{ckpt} (step {step}, tokenizer {meta['tokenizer']}), temperature {temperature}, "
+          f"top_k {top_k}, seed {seed}")
+    for _ in range(num_samples):
+        y = generate(model, x, max_new_tokens, temperature=temperature, top_k=top_k, vocab_size=tok.vocab_size)
+        print(tok.decode(y[0].tolist()))
+        print('---------------')
