@@ -1,0 +1,24 @@
+# Figure 3, the controlled size study: GPT-2-like models pre-trained from scratch that differ ONLY in MLP width
+# (mlp_hidden = 64, 256, 1024, 4096: 69M, 73M, 87M, 143M parameters with the GPT-2 vocabulary); shared settings.
+# Official recipe (REFERENCE.md 4.4): gpt2 shape (12 x 768, 12 heads), dropout 0.1, FineWeb-Edu 1B tokens,
+# 1024-token windows, batch 16 x 8, lr 1e-5 (sic), cosine after a 20% warmup, wd 0.1, clip 1.0, bf16.
+#   python data/fineweb_edu/prepare.py       # once, GPT-2 tokenizer
+#   torchrun --standalone --nproc_per_node=8 train.py config/pretrain_gpt2_mlp1024.py
+#   python measure.py --ckpt=out/pretrain_gpt2_mlp64,out/pretrain_gpt2_mlp256,...   # the trend
+init_from = 'scratch'
+arch = 'gpt'
+dataset = 'fineweb_edu'
+n_layer, n_head, n_embd = 12, 12, 768
+dropout = 0.1
+block_size = 1024
+batch_size = 16
+gradient_accumulation_steps = 8
+max_tokens = 1_000_000_000
+learning_rate = 1e-5
+min_lr = 0.0
+warmup_frac = 0.2
+weight_decay = 0.1
+beta1, beta2 = 0.9, 0.95
+grad_clip = 1.0
+seed = 1
+eval_interval = 1000
