@@ -1,0 +1,254 @@
+"""train.py end to end, as subprocesses on a tiny byte-level dataset: exact resume, 1 vs 2 processes, what each
+method does, checkpoints that survive crashes and signals, mid-training from an HF directory, bad input.
+
+python -m pytest -q tests/test_train.py
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4", "--dropout=0.0",
+        "--compile=False", "--device=cpu", "--warmup_iters=2", "--learning_rate=3e-3", "--min_lr=3e-4",
+        "--log_interval=1", "--eval_iters=2"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """~150 KB of English prose that ships with Python, as byte tokens (ids 0..255, 256 = end of text)."""
+    from pydoc_data.topics import topics
+    docs = [topics[k] for k in sorted(topics)]
+    ids = []
+    for d in docs:
+        ids.extend(d.encode("utf-8"))
+        ids.append(256)
+        if len(ids) > 150_000:
+            break
+    ids = np.array(ids, dtype=np.uint16)
+    d = tmp_path_factory.mktemp("bytes")
+    split = int(len(ids) * 0.9)
+    ids[:split].tofile(d / "train.bin")
+    ids[split:].tofile(d / "val.bin")
+    (d / "meta.json").write_text(json.dumps({"tokenizer": "byte", "dtype": "uint16", "vocab_size": 257,
+                                             "eot_token": 256}))
+    return str(d)
+
+
+def train(out_dir, data_dir, *args, nproc=1, check=True):
+    cmd = [sys.executable, "train.py", f"--dataset={data_dir}", f"--out_dir={out_dir}", *TINY, *args]
+    if nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               *cmd[1:]]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    if check:
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+def metrics(out_dir):
+    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def train_losses(out_dir):
+    return {m["step"]: m["train_loss"] for m in metrics(out_dir) if "train_loss" in m}
+
+
+def test_loss_starts_near_uniform_and_falls_and_outputs_exist(tmp_path, data_dir):
+    out = tmp_path / "run"
+    train(out, data_dir, "--max_iters=30", "--eval_interval=30", "--reg=dispersion")
+    losses = train_losses(out)
+    assert abs(losses[1] - np.log(257)) < 0.3  # a fresh model predicts ~uniformly over 257 ids
+    assert losses[30] < losses[1] - 1.0
+    for name in ("ckpt.pt", "metrics.jsonl", "run.json", "condensation.json"):
+        assert (out / name).exists(), name
+    rec = [m for m in metrics(out) if "val_loss" in m][-1]
+    assert len(rec["mean_cossim"]) == 3 and all(-1 <= c <= 1 for c in rec["mean_cossim"])
+    assert "reg_loss" in metrics(out)[0]
+
+
+def test_resume_is_exact_with_dispersion(tmp_path, data_dir):
+    common = ["--reg=dispersion", "--reg_coeff=0.5", "--lr_decay_iters=16", "--eval_interval=100"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(full, data_dir, "--max_iters=16", *common)
+    train(part, data_dir, "--max_iters=8", *common)
+    train(part, data_dir, "--max_iters=16", "--init_from=resume", *common)
+    a, b = train_losses(full), train_losses(part)
+    assert sorted(a) == sorted(b) == list(range(1, 17))
+    for s in range(1, 17):
+        assert abs(a[s] - b[s]) <= 1e-5, (s, a[s], b[s])
+
+
+def test_two_processes_train_what_one_process_trains(tmp_path, data_dir):
+    common = ["--max_iters=6", "--gradient_accumulation_steps=2", "--eval_interval=6", "--reg=dispersion"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    train(one, data_dir, *common)
+    train(two, data_dir, *common, nproc=2)
+    a, b = train_losses(one), train_losses(two)
+    assert sorted(a) == sorted(b) == list(range(1, 7))
+    for s in a:
+        assert abs(a[s] - b[s]) <= 1e-4, (s, a[s], b[s])
+    va = [m["val_loss"] for m in metrics(one) if "val_loss" in m]
+    vb = [m["val_loss"] for m in metrics(two) if "val_loss" in m]
+    assert abs(va[-1] - vb[-1]) <= 1e-4
+
+
+def late_cos(out_dir):
+    """Mean cosine over the hidden states of the late half of the blocks (the live probe of the last eval)."""
+    cos = [m for m in metrics(out_dir) if "mean_cossim" in m][-1]["mean_cossim"]
+    return float(np.mean(cos[(len(cos) - 1) // 2 + 1:]))  # states mid+1..N, as select_layers("late_half")
+
+
+def test_dispersion_lowers_late_layer_cosine(tmp_path, data_dir):
+    common = ["--max_iters=40", "--eval_interval=40", "--n_layer=3"]
+    base, disp = tmp_path / "base", tmp_path / "disp"
+    train(base, data_dir, *common)
+    train(disp, data_dir, *common, "--reg=dispersion", "--reg_coeff=1.0")
+    assert late_cos(disp) < late_cos(base) - 0.2, (late_cos(disp), late_cos(base))
+
+
+def test_neftune_noise_in_training_never_in_eval(tmp_path, data_dir):
+    # lr = 0: the weights never move, so any difference between the runs is the noise itself
+    common = ["--max_iters=3", "--eval_interval=3", "--learning_rate=0", "--min_lr=0"]
+    clean, noisy = tmp_path / "clean", tmp_path / "noisy"
+    train(clean, data_dir, *common)
+    train(noisy, data_dir, *common, "--noisy_embedding_alpha=50")
+    a, b = train_losses(clean), train_losses(noisy)
+    assert all(abs(a[s] - b[s]) > 1e-4 for s in a)
+    va = [m["val_loss"] for m in metrics(clean) if "val_loss" in m][-1]
+    vb = [m["val_loss"] for m in metrics(noisy) if "val_loss" in m][-1]
+    assert va == vb
+
+
+def _embedding_state(path):
+    ckpt = torch.load(path, weights_only=False)
+    group = next(g for g in ckpt["optimizer"]["param_groups"] if g.get("is_embedding"))
+    state = ckpt["optimizer"]["state"][group["params"][0]]
+    return ckpt["model"]["transformer.wte.weight"], state
+
+
+def test_active_forgetting_resets_embedding_and_state_exactly_at_k(tmp_path, data_dir):
+    out = tmp_path / "af"
+    train(out, data_dir, "--max_iters=6", "--eval_interval=100", "--active_forgetting_every=4",
+          "--snapshot_interval=1")
+    w3, s3 = _embedding_state(out / "ckpt_000003.pt")
+    w4, s4 = _embedding_state(out / "ckpt_000004.pt")
+    w5, s5 = _embedding_state(out / "ckpt_000005.pt")
+    assert s3["exp_avg"].abs().sum() > 0 and float(s3["step"]) == 3
+    assert s4["exp_avg"].abs().sum() == 0 and s4["exp_avg_sq"].abs().sum() == 0 and float(s4["step"]) == 0
+    assert float(s5["step"]) == 1 and s5["exp_avg"].abs().sum() > 0
+    assert abs(w4.std().item() - 0.02) < 0.002  # fresh N(0, 0.02)
+    assert torch.corrcoef(torch.stack([w3.flatten(), w4.flatten()]))[0, 1].abs() < 0.05  # new, not a rescale
+    assert not torch.equal(w3, w4)
+
+
+def test_distillation_lowers_kl_to_teacher(tmp_path, data_dir):
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    train(teacher, data_dir, "--max_iters=30", "--eval_interval=100", "--n_embd=48")
+    train(student, data_dir, "--max_iters=30", "--eval_interval=100", f"--teacher={teacher}", "--kd_coeff=1.0")
+    kd = [m["kd_loss"] for m in metrics(student) if "kd_loss" in m]
+    assert kd[-1] < 0.6 * kd[0], kd
+
+
+def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path, data_dir):
+    out = tmp_path / "term"
+    cmd = [sys.executable, "train.py", f"--dataset={data_dir}", f"--out_dir={out}", *TINY, "--max_iters=100000",
+           "--eval_interval=100000"]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    time.sleep(2.0)
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 0, stderr[-2000:]
+    assert "stopped by signal" in stdout
+    step = torch.load(out / "ckpt.pt", weights_only=False)["step"]
+    assert step > 0
+    train(out, data_dir, f"--max_iters={step + 2}", "--init_from=resume", "--eval_interval=100000")
+    assert max(train_losses(out)) == step + 2
+
+
+def test_crash_while_saving_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    from model import GPT, GPTConfig, load_checkpoint, save_checkpoint
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=8))
+    ckpt = {"arch": "gpt", "model_args": dict(vars(model.config)), "model": model.state_dict(), "step": 1,
+            "config": {}, "data_meta": {}}
+    path = str(tmp_path / "ckpt.pt")
+    save_checkpoint(ckpt, path)
+
+    def dies_halfway(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"half a checkpoint")
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(OSError):
+        save_checkpoint(dict(ckpt, step=2), path)
+    monkeypatch.undo()
+    _, loaded = load_checkpoint(path)
+    assert loaded["step"] == 1
+
+
+def test_midtrain_from_hf_directory_and_export(tmp_path, data_dir):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    hf_dir = tmp_path / "hf"
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=64, n_embd=32, n_layer=2, n_head=2)).save_pretrained(hf_dir)
+    out = tmp_path / "mid"
+    train(out, data_dir, f"--init_from={hf_dir}", "--max_iters=4", "--eval_interval=4", "--reg=dispersion")
+    from model import load_checkpoint
+    model, ckpt = load_checkpoint(str(out))
+    hf = model.to_hf()
+    x = torch.randint(0, 257, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(x).logits, model(x)[0], rtol=1e-5, atol=1e-5)
+    # training moved the weights away from the starting point
+    start = GPT2LMHeadModel.from_pretrained(hf_dir)
+    assert not torch.allclose(start.transformer.h[0].mlp.c_fc.weight, hf.transformer.h[0].mlp.c_fc.weight)
+
+
+def test_dry_run_touches_nothing(tmp_path, data_dir):
+    out = tmp_path / "dry"
+    r = train(out, "no_such_dataset", "--dry_run=True", "--max_tokens=100000")
+    assert '"max_iters": 782' in r.stdout  # ceil(100000 / (4 windows * 32 tokens))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, code, needle", [
+    (["--dataset=/nonexistent/data"], 1, "/nonexistent/data"),
+    (["--reg=dispersoin"], 2, "unknown regularizer reg='dispersoin'"),
+    (["--init_from=resume"], 1, "ckpt.pt"),
+    (["--block_size=100", "--init_from={hf}"], 1, "block_size=100 is beyond"),
+    (["--init_from={hf_small_vocab}"], 1, "vocabulary (257) is larger"),
+])
+def test_bad_input_one_line_error(tmp_path, data_dir, args, code, needle):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    fill = {}
+    for name, vocab, pos in (("hf", 300, 64), ("hf_small_vocab", 100, 64)):
+        GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=pos, n_embd=16, n_layer=1,
+                                   n_head=2)).save_pretrained(tmp_path / name)
+        fill[name] = tmp_path / name
+    args = [a.format(**fill) for a in args]
+    r = train(tmp_path / "bad", data_dir, "--max_iters=2", *args, check=False)
+    assert r.returncode == code, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and needle in last, r.stderr
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_dir):
+    out = tmp_path / "nan"
+    train(out, data_dir, "--max_iters=2", "--eval_interval=2")
+    before = (out / "ckpt.pt").read_bytes()
+    r = train(out, data_dir, "--max_iters=50", "--eval_interval=1", "--learning_rate=1e30", "--grad_clip=0",
+              "--warmup_iters=0", check=False)
+    assert r.returncode != 0
+    assert "non-finite at step" in r.stderr.strip().splitlines()[-1]
+    assert (out / "ckpt.pt").read_bytes() == before
