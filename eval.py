@@ -247,8 +247,13 @@ def method_label(train_config):
     parts = ['L_train']
     reg = train_config.get('reg') or 'none'
     if reg != 'none':
-        loc = train_config.get('reg_loc', 'all')
-        parts.append(reg + ('' if loc in ('all', None) else f' ({loc})'))
+        # settings that differ from the paper's defaults name the row (Tables 3 and 4)
+        extra = [] if train_config.get('reg_loc', 'all') in ('all', None) else [str(train_config['reg_loc'])]
+        if train_config.get('reg_coeff', 0.1) != 0.1:
+            extra.append(f"λ={train_config['reg_coeff']:g}")
+        if train_config.get('reg_tau', 1.0) != 1.0 and reg in ('dispersion', 'l2_repel', 'infonce_cos'):
+            extra.append(f"τ={train_config['reg_tau']:g}")
+        parts.append(reg + (f" ({', '.join(extra)})" if extra else ''))
     if train_config.get('noisy_embedding_alpha'):
         parts.append('noisy embedding')
     if train_config.get('active_forgetting_every'):

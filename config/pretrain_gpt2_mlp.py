@@ -6,6 +6,7 @@
 #   torchrun --standalone --nproc_per_node=8 train.py config/pretrain_gpt2_mlp1024.py
 #   python measure.py --ckpt=out/pretrain_gpt2_mlp64,out/pretrain_gpt2_mlp256,...   # the trend
 init_from = 'scratch'
+out_dir = 'out/pretrain_gpt2_mlp'  # run as is: the standard width 4 * 768 = 3072, for reference
 arch = 'gpt'
 dataset = 'fineweb_edu'
 n_layer, n_head, n_embd = 12, 12, 768

@@ -1,0 +1,61 @@
+"""
+Run one of the paper's tables: every config of the table over several seeds, then eval.py --table.
+
+    python sweep.py --table=2 --family=gpt2 --seeds=1,2,3 --nproc=8     # Table 2, GPT2 rows
+    python sweep.py --table=4 --dry_run=True                            # print the commands only
+
+Each run is `torchrun --standalone --nproc_per_node=<nproc> train.py config/<name>.py --seed=S
+--out_dir=out/<name>_s<S>`; the configs run lm-eval at the end (eval_tasks='paper') and leave eval.json, which
+eval.py --table groups by method into the paper's layout (mean +- std over seeds, average rank, Welch's t-test
+against the dispersion row). A run whose eval.json exists is skipped, so an interrupted sweep can be restarted.
+"""
+
+import os
+import subprocess
+import sys
+
+from configurator import configure, die
+
+table = '2'            # 2 | 3 | 4 | 5 (see TABLES)
+family = 'gpt2'        # Table 2 only: gpt2 | gpt2m | qwen3_0_6b | qwen3_1_7b
+seeds = '1,2,3'        # the paper reports mean +- std over seeds
+nproc = 8              # GPUs per run (torchrun); 1 runs plain python
+dry_run = False        # print the commands, run nothing
+configure(globals(), types={'table': (str, int)})
+
+METHODS = ['', '_noisy', '_forget', '_decor', '_l2', '_ortho', '_disp']  # Table 2's rows, in the paper's order
+TABLES = {
+    '2': lambda: [f'midtrain_{family}{m}' for m in METHODS],
+    '3': lambda: ['midtrain_gpt2_disp_early', 'midtrain_gpt2_disp_late'],
+    '4': lambda: ['midtrain_gpt2_disp'] + [f'midtrain_gpt2_disp_{v}' for v in
+                                           ('lambda0p01', 'lambda0p5', 'lambda1p0', 'tau0p1', 'tau0p5', 'tau2p0')],
+    '5': lambda: ['pretrain_qwen3_0_6b', 'pretrain_qwen3_0_6b_disp'],
+}
+table = str(table)
+if table not in TABLES:
+    die(f"unknown table '{table}' (one of: {', '.join(TABLES)})", 2)
+names = TABLES[table]()
+root = os.path.dirname(os.path.abspath(__file__))
+missing = [n for n in names if not os.path.isfile(os.path.join(root, 'config', f'{n}.py'))]
+if missing:
+    die(f"no config file for {', '.join(missing)} (family '{family}'?)", 2)
+seed_list = [int(s) for s in str(seeds).split(',') if s.strip()]
+launcher = ['torchrun', '--standalone', f'--nproc_per_node={nproc}'] if nproc > 1 else [sys.executable]
+
+results = []
+for name in names:
+    for seed in seed_list:
+        out_dir = os.path.join('out', f'{name}_s{seed}')
+        results.append(os.path.join(out_dir, 'eval.json'))
+        cmd = [*launcher, 'train.py', f'config/{name}.py', f'--seed={seed}', f'--out_dir={out_dir}']
+        print(' '.join(cmd), flush=True)
+        if dry_run or os.path.isfile(results[-1]):
+            continue
+        if subprocess.run(cmd, cwd=root).returncode != 0:
+            die(f"run {out_dir} failed; fix it and run the sweep again (finished runs are skipped)")
+
+label = f"table{table}" + (f"_{family}" if table == '2' else '')
+cmd = [sys.executable, 'eval.py', '--table', *results, f'--table_out=out/{label}.md']
+print(' '.join(cmd), flush=True)
+if not dry_run:
+    sys.exit(subprocess.run(cmd, cwd=root).returncode)
