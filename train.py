@@ -24,11 +24,6 @@ import sys
 import time
 from contextlib import nullcontext
 
-import numpy as np
-import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
-
 # -----------------------------------------------------------------------------
 # defaults (every name here is a config key: config/*.py files and --key=value override them)
 # I/O
@@ -99,17 +94,20 @@ config = configure(globals(), types={'reg_loc': (str, list), 'compile': (bool, t
                                      'head_dim': (int, type(None)), 'lr_decay_iters': (int, type(None)),
                                      'reg_max_tokens': (int, type(None)), 'eval_tasks': (str, list)})
 
-import losses  # noqa: E402  (after configure: a config error must not wait for heavy imports)
+# heavy imports after configure: a config error is reported at once
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
+
+import losses  # noqa: E402
 from data import dataset_dir, load_meta, load_tokens  # noqa: E402
 from model import GPT, GPTConfig, Qwen3, Qwen3Config, from_pretrained, load_checkpoint, save_checkpoint  # noqa: E402
 
 if reg not in ('none', *losses.REGULARIZERS):
     die(f"unknown regularizer reg='{reg}' (choose from: none, {', '.join(losses.REGULARIZERS)})", 2)
-if reg != 'none':
-    try:
-        losses.select_layers(n_layer + 1, reg_loc)  # validates reg_loc early; re-checked on the real model
-    except ValueError as e:
-        die(str(e), 2)
+if reg != 'none' and isinstance(reg_loc, str) and reg_loc not in losses.LOCATIONS:
+    die(f"unknown reg_loc='{reg_loc}' (one of: {', '.join(losses.LOCATIONS)}, or a list of hidden-state indices)", 2)
 if sum([reg != 'none', noisy_embedding_alpha > 0, active_forgetting_every > 0]) > 1:
     print("note: several counter-condensation methods are on at once (the paper runs them one at a time)")
 
@@ -233,7 +231,10 @@ if data_meta['vocab_size'] > model.config.vocab_size:
 if block_size > model.max_seq_len:
     die(f"block_size={block_size} is beyond the model's {model.max_seq_len} positions")
 num_hidden = model.config.n_layer + 1 if arch == 'gpt' else model.config.num_hidden_layers + 1
-reg_layers = losses.select_layers(num_hidden, reg_loc) if reg != 'none' else []
+try:  # index lists are checked against the real model's depth
+    reg_layers = losses.select_layers(num_hidden, reg_loc) if reg != 'none' else []
+except ValueError as e:
+    die(f"reg_loc: {e}", 2)
 reg_kwargs = {'clamp': reg_clamp} if reg in ('dispersion', 'orthogonalization') else {}
 model.to(device)
 raw_model = model  # unwrapped handle: saved, exported and measured (no prefix stripping anywhere)
