@@ -1,0 +1,525 @@
+"""
+Tests for losses.py: closed forms, a naive float64 transcription of every formula, invariances,
+degenerate inputs, the measured effect of each regularizer, layer selection, subsampling, distillation.
+
+    python -m pytest -q tests/test_losses.py
+"""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import losses
+from losses import (REGULARIZERS, decorrelation, dispersion, distillation, hidden_reg_loss, infonce_cos,
+                    l2_repel, orthogonalization, select_layers)
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # every tensor here is tiny: a second intra-op thread only adds waiting on a shared CPU
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+ANGULAR = ('dispersion', 'orthogonalization', 'infonce_cos')  # the ones built on cosines
+TAKES_TAU = ('dispersion', 'l2_repel', 'infonce_cos')
+
+
+# -----------------------------------------------------------------------------
+# naive transcriptions of the formulas: plain autograd, every pair written out, no tricks
+
+def off_diagonal(m):  # [B, T, T] -> [B, T(T-1)]
+    return m[:, ~torch.eye(m.shape[-1], dtype=torch.bool)]
+
+
+def ref_cos(z):
+    zhat = z / z.norm(dim=-1, keepdim=True)
+    return zhat @ zhat.transpose(1, 2)
+
+
+def ref_angular_distance(z, clamp):
+    c = ref_cos(z)
+    c = c + (c.clamp(-1 + clamp, 1 - clamp) - c).detach()  # straight-through clamp
+    return torch.arccos(c) / math.pi
+
+
+def ref_dispersion(z, tau=1.0, clamp=0.1):
+    D = off_diagonal(ref_angular_distance(z, clamp))
+    return torch.log(torch.exp(-D / tau).mean(dim=1)).mean()
+
+
+def ref_orthogonalization(z, margin=0.5, clamp=0.1):
+    D = off_diagonal(ref_angular_distance(z, clamp))
+    return (torch.relu(margin - D) ** 2).mean()
+
+
+def ref_l2_repel(z, tau=1.0, norm_coeff=0.1):
+    dist2 = ((z[:, :, None, :] - z[:, None, :, :]) ** 2).sum(-1)
+    return torch.log(torch.exp(-off_diagonal(dist2) / tau).mean(dim=1)).mean() + norm_coeff * (z ** 2).mean()
+
+
+def ref_decorrelation(z):
+    d = z.shape[-1]
+    zc = (z - z.mean(dim=-1, keepdim=True)) / z.std(dim=-1, keepdim=True)
+    return (off_diagonal(zc @ zc.transpose(1, 2) / (d - 1)) ** 2).mean()
+
+
+def ref_infonce_cos(z, tau=1.0):
+    return torch.log(torch.exp(ref_cos(z) / tau).mean(dim=(1, 2))).mean()
+
+
+REFERENCES = {'dispersion': ref_dispersion, 'orthogonalization': ref_orthogonalization,
+              'l2_repel': ref_l2_repel, 'decorrelation': ref_decorrelation, 'infonce_cos': ref_infonce_cos}
+
+
+def value_and_grad(fn, z, **kw):
+    z = z.detach().clone().requires_grad_()
+    value = fn(z, **kw)
+    value.backward()
+    return value.detach(), z.grad
+
+
+def mean_pairwise_cosine(z):  # over i != j, averaged over the batch
+    return off_diagonal(ref_cos(z.detach().double())).mean().item()
+
+
+def random_rotation(d, generator):
+    q, r = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64, generator=generator))
+    return q * torch.sign(torch.diagonal(r))
+
+
+# -----------------------------------------------------------------------------
+# closed forms
+
+@pytest.mark.parametrize('tau', [0.25, 0.5, 1.0, 2.0])
+def test_orthonormal_tokens_closed_forms(tau):
+    g = torch.Generator().manual_seed(0)
+    T, d = 6, 8
+    q = random_rotation(d, g)[:T]  # T orthonormal rows
+    scales = torch.rand(2, T, 1, dtype=torch.float64, generator=g) * 5 + 0.1
+    z = q.expand(2, T, d) * scales  # lengths don't matter to the angular losses
+    # every pair at 90 degrees: D = 1/2
+    assert dispersion(z, tau=tau).item() == pytest.approx(-1 / (2 * tau), abs=1e-12)
+    assert dispersion(z.float(), tau=tau).item() == pytest.approx(-1 / (2 * tau), abs=1e-6)
+    assert abs(orthogonalization(z).item()) < 1e-20
+    # Wang & He keep the diagonal: T terms e^{1/tau}, T(T-1) terms e^0
+    expected = math.log((T * (T - 1) + T * math.exp(1 / tau)) / T ** 2)
+    assert infonce_cos(z, tau=tau).item() == pytest.approx(expected, abs=1e-12)
+    # unit rows: every squared distance is 2, mean(z^2) = 1/d
+    unit = q.expand(2, T, d)
+    assert l2_repel(unit, tau=tau).item() == pytest.approx(-2 / tau + 0.1 / d, abs=1e-12)
+    assert l2_repel(unit, tau=tau, norm_coeff=0.0).item() == pytest.approx(-2 / tau, abs=1e-12)
+
+
+def test_l2_repel_far_apart_tokens():
+    # squared distance 10^4: exp(-10^4) is 0 in any float, so the log-sum has to be taken around the
+    # largest term; two tokens make it exact: loss = -d^2 / tau + 0.1 * mean(z^2)
+    z = torch.tensor([[[0.0, 0.0], [100.0, 0.0]]], dtype=torch.float64)
+    value, grad = value_and_grad(l2_repel, z, tau=2.0)
+    assert value.item() == pytest.approx(-1e4 / 2 + 0.1 * 1e4 / 4, abs=1e-9)
+    torch.testing.assert_close(grad, torch.tensor([[[100.0, 0.0], [-100.0 + 5.0, 0.0]]], dtype=torch.float64))
+    value, grad = value_and_grad(l2_repel, 30 * torch.randn(2, 9, 8))
+    assert torch.isfinite(value) and torch.isfinite(grad).all()
+
+
+def test_decorrelation_closed_forms():
+    # rows 1..7 of the 8x8 Sylvester-Hadamard matrix: zero-mean +-1 rows, mutually orthogonal, so
+    # every off-diagonal correlation is exactly 0
+    h = torch.tensor([[1.0]], dtype=torch.float64)
+    for _ in range(3):
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    rows = h[1:]  # (7, 8)
+    assert decorrelation(rows[None]).item() == pytest.approx(0.0, abs=1e-15)
+    # repeat one token (scaled and shifted: still correlation 1): one pair, counted twice of 8*7
+    z = torch.cat([rows, 3 * rows[:1] + 2])[None]
+    assert decorrelation(z).item() == pytest.approx(2 / (8 * 7), abs=1e-15)
+
+
+@pytest.mark.parametrize('tau', [0.5, 1.0])
+def test_two_tokens_at_sixty_degrees(tau):
+    # z1 along x with length 2, z2 at 60 degrees with length 3: cos = 1/2, D = 1/3
+    z = torch.tensor([[[2.0, 0.0], [1.5, 1.5 * math.sqrt(3)]]], dtype=torch.float64)
+    s3, pi = math.sqrt(3), math.pi
+    value, grad = value_and_grad(dispersion, z, tau=tau)
+    assert value.item() == pytest.approx(-1 / (3 * tau), abs=1e-14)
+    # dL/dz1 = arccos-chain / |z1| times the tangent direction: worked out by hand
+    expected = torch.tensor([[[0.0, 1 / (2 * pi * tau)], [1 / (2 * s3 * pi * tau), -1 / (6 * pi * tau)]]],
+                            dtype=torch.float64)
+    torch.testing.assert_close(grad, expected, rtol=0, atol=1e-14)
+    # orthogonalization: hinge 1/2 - 1/3 = 1/6
+    value, grad = value_and_grad(orthogonalization, z)
+    assert value.item() == pytest.approx(1 / 36, abs=1e-14)
+    expected = torch.tensor([[[0.0, 1 / (6 * pi)], [1 / (6 * s3 * pi), -1 / (18 * pi)]]], dtype=torch.float64)
+    torch.testing.assert_close(grad, expected, rtol=0, atol=1e-14)
+
+
+def test_orthogonalization_by_hand_in_the_plane():
+    # tokens at 0, 45 and 90 degrees: two ordered pairs at D = 1/4 each way, the 90-degree pair is free
+    z = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [0.0, 4.0]]], dtype=torch.float64)
+    assert orthogonalization(z).item() == pytest.approx(4 * (1 / 4) ** 2 / 6, abs=1e-14)
+    assert orthogonalization(z, margin=0.75).item() == pytest.approx((4 * 0.5 ** 2 + 2 * 0.25 ** 2) / 6, abs=1e-14)
+
+
+@pytest.mark.parametrize('clamp', [0.1, 0.25])
+@pytest.mark.parametrize('tau', [0.5, 1.0])
+def test_identical_tokens_sit_at_the_clamp(clamp, tau):
+    z = torch.randn(1, 1, 7, dtype=torch.float64).expand(2, 5, 7) * torch.tensor([1.0, 3.0])[:, None, None]
+    d_min = math.acos(1 - clamp) / math.pi
+    value, grad = value_and_grad(dispersion, z, tau=tau, clamp=clamp)
+    assert value.item() == pytest.approx(-d_min / tau, abs=1e-14)
+    # all tokens pull on each other along their common direction, which the normalization removes
+    assert grad.abs().max().item() < 1e-14
+    assert orthogonalization(z, clamp=clamp).item() == pytest.approx((0.5 - d_min) ** 2, abs=1e-14)
+    assert infonce_cos(z, tau=tau).item() == pytest.approx(1 / tau, abs=1e-12)
+
+
+def test_orthogonalization_is_zero_for_orthogonal_or_obtuse_pairs():
+    eye = torch.eye(4, dtype=torch.float64)[:3]
+    z = torch.cat([eye, -2 * eye])[None]  # pairs at 90 or 180 degrees
+    value, grad = value_and_grad(orthogonalization, z)
+    assert value.item() == 0.0 and grad.abs().max().item() == 0.0
+    tetrahedron = torch.tensor([[[1.0, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]], dtype=torch.float64)
+    value, grad = value_and_grad(orthogonalization, tetrahedron)  # cos = -1/3 for every pair
+    assert value.item() == 0.0 and grad.abs().max().item() == 0.0
+
+
+# -----------------------------------------------------------------------------
+# agreement with the naive transcriptions
+
+def condensed_ish(B, T, d, seed):
+    """Random tokens, plus near-duplicates and near-antipodes so that the clamp is active somewhere."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(B, T, d, dtype=torch.float64, generator=g)
+    z[:, 1] = 2 * z[:, 0] + 1e-3 * torch.randn(B, d, dtype=torch.float64, generator=g)
+    if T > 2:
+        z[:, 2] = -0.5 * z[:, 0] + 1e-3 * torch.randn(B, d, dtype=torch.float64, generator=g)
+    return z
+
+
+@pytest.mark.parametrize('name', list(REGULARIZERS))
+@pytest.mark.parametrize('mode', ['keep', 'recompute', 'tiles'])
+def test_matches_naive_float64(name, mode, monkeypatch):
+    # the cosine losses have three backward paths: W kept from forward (small inputs), W recomputed in
+    # one tile, W recomputed tile by tile (long sequences)
+    if mode == 'recompute':
+        monkeypatch.setattr(losses, '_KEEP_ENTRIES', 0)
+    if mode == 'tiles':
+        monkeypatch.setitem(losses._TILE_ENTRIES, 'cpu', 20)
+    kws = [{}]
+    kws.append({'dispersion': {'tau': 0.4, 'clamp': 0.25}, 'orthogonalization': {'margin': 0.3, 'clamp': 0.05},
+                'l2_repel': {'tau': 3.0, 'norm_coeff': 0.02}, 'decorrelation': {},
+                'infonce_cos': {'tau': 0.3}}[name])
+    for seed, (B, T, d) in enumerate([(3, 7, 5), (2, 2, 3), (1, 11, 16)]):
+        z = condensed_ish(B, T, d, seed)
+        for kw in kws:
+            value, grad = value_and_grad(REGULARIZERS[name], z, **kw)
+            ref_value, ref_grad = value_and_grad(REFERENCES[name], z, **kw)
+            assert value.dtype == torch.float64
+            torch.testing.assert_close(value, ref_value, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-12)
+            # float32 input: computed in float32, close to the float64 truth
+            value32, grad32 = value_and_grad(REGULARIZERS[name], z.float(), **kw)
+            assert value32.dtype == torch.float32
+            torch.testing.assert_close(value32.double(), ref_value, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(grad32.double(), ref_grad, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize('kind', ANGULAR)
+@pytest.mark.parametrize('block_elements', [None, 12])
+def test_gradcheck_custom_function(kind, block_elements, monkeypatch):
+    if block_elements:
+        monkeypatch.setitem(losses._TILE_ENTRIES, 'cpu', block_elements)
+    z = torch.randn(2, 5, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert off_diagonal(ref_cos(z)).abs().max() < 0.85  # the clamp at 0.1 never acts: true gradient
+    z.requires_grad_()
+    fn = lambda z: losses._CosinePairLoss.apply(z, kind, 0.7, 0.1, 0.5)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (z,), eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize('name', list(REGULARIZERS))
+@pytest.mark.parametrize('loc', ['all', 'early_half', 'late_half', 'last', [0, -2]])
+def test_hidden_reg_loss_is_the_mean_over_layers(name, loc):
+    g = torch.Generator().manual_seed(2)
+    hidden = [torch.randn(2, 6, 5, dtype=torch.float64, generator=g).requires_grad_() for _ in range(6)]
+    tau = 0.7
+    value = hidden_reg_loss(hidden, name, loc=loc, tau=tau)
+    grads = torch.autograd.grad(value, hidden, allow_unused=True)
+    kw = {'tau': tau} if name in TAKES_TAU else {}
+    per_layer = [REGULARIZERS[name](hidden[i], **kw) for i in select_layers(len(hidden), loc)]
+    ref = torch.stack(per_layer).mean()
+    ref_grads = torch.autograd.grad(ref, hidden, allow_unused=True)
+    torch.testing.assert_close(value, ref, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads, ref_grads):
+        assert (got is None) == (want is None)
+        if got is not None:
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-13)
+
+
+def test_hidden_reg_loss_passes_options_and_rejects_unknown_names():
+    hidden = [torch.randn(2, 5, 4, dtype=torch.float64) for _ in range(3)]
+    layer = hidden[2]
+    assert hidden_reg_loss(hidden, 'dispersion', loc='last', clamp=0.3).item() == \
+        pytest.approx(dispersion(layer, clamp=0.3).item(), abs=1e-14)
+    assert hidden_reg_loss(hidden, 'orthogonalization', loc='last', tau=5.0, margin=0.4).item() == \
+        pytest.approx(orthogonalization(layer, margin=0.4).item(), abs=1e-14)  # tau is ignored
+    with pytest.raises(ValueError, match="dispersion, orthogonalization, l2_repel, decorrelation, infonce_cos"):
+        hidden_reg_loss(hidden, 'disperson')
+    with pytest.raises(ValueError, match='hidden state 2'):
+        hidden_reg_loss(hidden[:2] + [torch.randn(2, 6, 4)], 'dispersion')
+
+
+# -----------------------------------------------------------------------------
+# invariances (each asserted only where it holds)
+
+def test_invariances():
+    g = torch.Generator().manual_seed(3)
+    B, T, d = 2, 7, 6
+    z = torch.randn(B, T, d, dtype=torch.float64, generator=g) + 0.5
+    values = {name: fn(z).item() for name, fn in REGULARIZERS.items()}
+
+    def check(transformed, names):
+        for name in names:
+            assert REGULARIZERS[name](transformed).item() == pytest.approx(values[name], abs=1e-12), name
+
+    # each token rescaled by its own positive factor: the angular losses and decorrelation
+    scaled = z * (torch.rand(B, T, 1, dtype=torch.float64, generator=g) * 10 + 0.01)
+    check(scaled, ANGULAR + ('decorrelation',))
+    assert abs(l2_repel(scaled).item() - values['l2_repel']) > 1e-3  # distances and norms change
+    # tokens permuted: every loss (sums over pairs, means over entries)
+    check(z[:, torch.randperm(T, generator=g)], REGULARIZERS)
+    # feature space rotated: whatever depends only on dot products and norms
+    q = random_rotation(d, g)
+    check(z @ q, ANGULAR + ('l2_repel',))
+    # decorrelation standardizes each token over its features, so it sees the all-ones direction:
+    # invariant to permuting features, to shifting a token along (1, ..., 1), and to rotations that
+    # fix (1, ..., 1), but not to a general rotation
+    check(z[:, :, torch.randperm(d, generator=g)], ('decorrelation',))
+    check(z + torch.randn(B, T, 1, dtype=torch.float64, generator=g), ('decorrelation',))
+    basis = torch.linalg.qr(torch.cat([torch.ones(d, 1, dtype=torch.float64),
+                                       torch.randn(d, d - 1, dtype=torch.float64, generator=g)], 1))[0]
+    fixing_ones = basis @ torch.block_diag(torch.ones(1, 1, dtype=torch.float64), random_rotation(d - 1, g)) @ basis.T
+    torch.testing.assert_close(fixing_ones @ torch.ones(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64))
+    check(z @ fixing_ones, ('decorrelation',))
+    assert abs(decorrelation(z @ q).item() - values['decorrelation']) > 1e-4
+    # l2_repel: a shared shift leaves the distances alone; only the norm term moves
+    shift = torch.randn(d, dtype=torch.float64, generator=g)
+    shifted = z + shift
+    assert (l2_repel(shifted, norm_coeff=0.0).item() ==
+            pytest.approx(l2_repel(z, norm_coeff=0.0).item(), abs=1e-12))
+
+
+# -----------------------------------------------------------------------------
+# degenerate inputs: finite values and gradients, in float32 and bfloat16, and under autocast
+
+def degenerate_inputs(dtype):
+    g = torch.Generator().manual_seed(4)
+    v = torch.randn(1, 1, 8, generator=g)
+    mixed = torch.randn(2, 6, 8, generator=g)
+    mixed[:, 1] = mixed[:, 0]  # a duplicate
+    mixed[:, 2] = -mixed[:, 0]  # an antipode
+    mixed[:, 3] = 0  # a zero token
+    return {
+        'identical': v.expand(2, 6, 8),
+        'antipodal': torch.cat([v, -v] * 3, 1).expand(2, 6, 8),
+        'zeros': torch.zeros(2, 6, 8),
+        'mixed': mixed,
+        'constant features': torch.ones(2, 6, 8) * torch.arange(1.0, 7.0)[:, None],
+    }, dtype
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('name', list(REGULARIZERS))
+def test_degenerate_inputs_give_finite_values_and_gradients(name, dtype):
+    cases, dtype = degenerate_inputs(dtype)
+    for case, z in cases.items():
+        z = z.to(dtype).clone().requires_grad_()
+        value = REGULARIZERS[name](z)
+        value.backward()
+        assert value.dtype == torch.float32
+        assert torch.isfinite(value), (case, value)
+        assert z.grad.dtype == dtype and torch.isfinite(z.grad).all(), case
+    # a zero token has no direction: the angular losses give it no gradient
+    if name in ANGULAR:
+        z = cases['mixed'].to(dtype).clone().requires_grad_()
+        REGULARIZERS[name](z).backward()
+        assert z.grad[:, 3].abs().max().item() == 0.0
+
+
+def test_computed_in_float32_under_bf16_autocast():
+    z = torch.randn(2, 9, 16)
+    for name, fn in REGULARIZERS.items():
+        plain = fn(z)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            auto = fn(z)
+        assert auto.dtype == torch.float32 and auto.item() == plain.item(), name
+        # bfloat16 hidden states are upcast, not computed in bfloat16
+        assert fn(z.bfloat16()).item() == fn(z.bfloat16().float()).item(), name
+
+
+# -----------------------------------------------------------------------------
+# the measured effect: each regularizer alone undoes a condensed start
+
+@pytest.mark.parametrize('name, threshold', [('dispersion', 0.1), ('orthogonalization', 0.1),
+                                             ('infonce_cos', 0.1), ('l2_repel', 0.3), ('decorrelation', 0.2)])
+def test_each_regularizer_disperses_a_condensed_start(name, threshold):
+    g = torch.Generator().manual_seed(5)
+    B, T, d = 2, 32, 16
+    u = torch.randn(d, generator=g)
+    u = 3 * (u - u.mean()) / (u - u.mean()).norm()  # one shared direction (zero-mean, so cosine ~ correlation)
+    z = (u + 0.2 * torch.randn(B, T, d, generator=g)).requires_grad_()
+    assert mean_pairwise_cosine(z) > 0.9
+    opt = torch.optim.Adam([z], lr=0.03)
+    for _ in range(200):
+        opt.zero_grad()
+        REGULARIZERS[name](z).backward()
+        opt.step()
+    # the lowest mean over i != j that T vectors can have is -1/(T-1)
+    assert -1 / (T - 1) - 1e-6 <= mean_pairwise_cosine(z) < threshold
+
+
+# -----------------------------------------------------------------------------
+# layer selection, as the official script's disperse_hidden_states
+
+def test_select_layers_even_and_odd_block_counts():
+    # GPT-2 small: 12 blocks, 13 hidden states
+    assert select_layers(13, 'last') == [12]
+    assert select_layers(13, 'all') == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert select_layers(13, 'early_half') == [1, 2, 3, 4, 5, 6]
+    assert select_layers(13, 'late_half') == [7, 8, 9, 10, 11, 12]
+    # 7 blocks: the odd one out goes to the late half
+    assert select_layers(8, 'last') == [7]
+    assert select_layers(8, 'all') == [1, 2, 3, 4, 5, 6, 7]
+    assert select_layers(8, 'early_half') == [1, 2, 3]
+    assert select_layers(8, 'late_half') == [4, 5, 6, 7]
+    # 1 block: it is both halves
+    assert select_layers(2, 'early_half') == [1]
+    assert select_layers(2, 'late_half') == [1]
+    assert select_layers(2, 'all') == [1] and select_layers(2, 'last') == [1]
+    # explicit indices, negative ones from the end
+    assert select_layers(13, [0, 3, -1]) == [0, 3, 12]
+    assert select_layers(13, (-13, 5)) == [0, 5]
+
+
+@pytest.mark.parametrize('bad', ['middle', 'ALL', '', [], [13], [-14], [1, 1], [2, -11], [1.0], [True], 3, None])
+def test_select_layers_rejects_bad_loc(bad):
+    with pytest.raises(ValueError):
+        select_layers(13, bad)
+
+
+def test_select_layers_error_names_the_choices():
+    with pytest.raises(ValueError, match='all, early_half, late_half, last'):
+        select_layers(13, 'middle')
+    with pytest.raises(ValueError):
+        select_layers(1, 'all')  # no transformer block
+
+
+# -----------------------------------------------------------------------------
+# token subsampling
+
+def test_max_tokens_picks_the_generators_positions():
+    z = torch.randn(3, 20, 6, dtype=torch.float64)
+    for name, fn in REGULARIZERS.items():
+        value = fn(z, max_tokens=7, generator=torch.Generator().manual_seed(11))
+        keep = torch.randperm(20, generator=torch.Generator().manual_seed(11))[:7]
+        assert value.item() == pytest.approx(fn(z[:, keep]).item(), abs=1e-13), name
+        # fewer tokens than max_tokens, or None / 0: all of them, and the generator is not touched
+        gen = torch.Generator().manual_seed(11)
+        assert fn(z, max_tokens=20, generator=gen).item() == fn(z).item() == fn(z, max_tokens=0).item()
+        assert torch.equal(gen.get_state(), torch.Generator().manual_seed(11).get_state())
+    # a fresh draw each call
+    gen = torch.Generator().manual_seed(0)
+    assert dispersion(z, max_tokens=5, generator=gen).item() != dispersion(z, max_tokens=5, generator=gen).item()
+
+
+def test_hidden_reg_loss_subsamples_each_layer_in_order():
+    hidden = [torch.randn(2, 30, 6, dtype=torch.float64) for _ in range(5)]
+    value = hidden_reg_loss(hidden, 'dispersion', max_tokens=9, generator=torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)
+    per_layer = [dispersion(hidden[i], max_tokens=9, generator=gen) for i in (1, 2, 3, 4)]
+    assert value.item() == pytest.approx(torch.stack(per_layer).mean().item(), abs=1e-13)
+
+
+@pytest.mark.parametrize('bad', [1, -3, 2.5, True])
+def test_max_tokens_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match='max_tokens'):
+        dispersion(torch.randn(2, 10, 4), max_tokens=bad)
+
+
+def test_bad_shapes_are_one_line_errors():
+    with pytest.raises(ValueError, match=r'\[B, T, d\]'):
+        dispersion(torch.randn(10, 4))
+    with pytest.raises(ValueError, match='at least 2 tokens'):
+        l2_repel(torch.randn(2, 1, 4))
+    with pytest.raises(ValueError, match='tau'):
+        infonce_cos(torch.randn(2, 3, 4), tau=0)
+
+
+# -----------------------------------------------------------------------------
+# memory: what the cosine losses keep for backward grows with B*T*d, not B*T^2
+
+@pytest.mark.parametrize('kind', ANGULAR)
+def test_saved_for_backward_is_linear_in_tokens(kind, monkeypatch):
+    monkeypatch.setitem(losses._TILE_ENTRIES, 'cpu', 2 ** 14)  # a 512 x 512 pair matrix does not fit one tile
+    B, T, d = 2, 512, 8
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    z = torch.randn(B, T, d, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        value = REGULARIZERS[kind](z)
+    assert sum(saved) <= 2 * B * T * d  # zhat, the norms, the log-sums; B*T*T would be 524,288
+    value.backward()
+    _, ref_grad = value_and_grad(REFERENCES[kind], z.detach().double())
+    torch.testing.assert_close(z.grad.double(), ref_grad, rtol=1e-3, atol=1e-6)
+    # a small pair matrix (here 2 x 64 x 64) is kept from forward, to save backward a matmul
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        REGULARIZERS[kind](z[:, :64])
+    assert 2 * 64 * 64 <= sum(saved) <= 2 * 64 * (d + 2) + 2 * 64 * 64
+
+
+# -----------------------------------------------------------------------------
+# distillation
+
+def ref_distillation(student, teacher, temperature):
+    p_teacher = torch.softmax(teacher.double() / temperature, dim=-1)
+    log_ratio = (torch.log_softmax(teacher.double() / temperature, -1)
+                 - torch.log_softmax(student.double() / temperature, -1))
+    return (p_teacher * log_ratio).sum(-1).mean() * temperature ** 2
+
+
+@pytest.mark.parametrize('temperature', [0.5, 1.0, 2.0])
+def test_distillation_matches_float64_reference(temperature):
+    g = torch.Generator().manual_seed(6)
+    student = (3 * torch.randn(2, 5, 11, generator=g)).requires_grad_()
+    teacher = 3 * torch.randn(2, 5, 11, generator=g)
+    value = distillation(student, teacher, temperature)
+    value.backward()
+    ref_student = student.detach().double().requires_grad_()
+    ref = ref_distillation(ref_student, teacher, temperature)
+    ref.backward()
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(ref.item(), rel=1e-5)
+    torch.testing.assert_close(student.grad.double(), ref_student.grad, rtol=1e-4, atol=1e-7)
+    # and against torch's own KL with a log target, in float64
+    kl = F.kl_div(torch.log_softmax(student.double() / temperature, -1).flatten(0, 1),
+                  torch.log_softmax(teacher.double() / temperature, -1).flatten(0, 1),
+                  log_target=True, reduction='batchmean') * temperature ** 2
+    assert distillation(student.double(), teacher.double(), temperature).item() == pytest.approx(kl.item(), rel=1e-12)
+
+
+def test_distillation_is_zero_for_matching_logits():
+    logits = torch.randn(3, 4, 9)
+    assert distillation(logits, logits.clone(), 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    # a per-token shift does not change a softmax
+    assert distillation(logits, logits + torch.randn(3, 4, 1), 1.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation(logits.bfloat16(), logits.bfloat16(), 1.0).item() == 0.0
+    with pytest.raises(ValueError, match='shape'):
+        distillation(logits, logits[..., :8])
+    with pytest.raises(ValueError, match='temperature'):
+        distillation(logits, logits, 0.0)
