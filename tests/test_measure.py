@@ -1,0 +1,368 @@
+"""measure.py: the condensation metric against an independent numpy computation on tiny HF models (GPT-2 and
+Qwen3, random weights, hidden states from transformers itself), closed-form answers, snapshot series,
+multi-model trends, text input with a locally built tokenizer, and one-line errors for bad input.
+
+HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python -m pytest -q tests/test_measure.py
+"""
+import csv
+import dataclasses
+import json
+import os
+import runpy
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+import measure
+from measure import CondensationStats, mean_cossim, normalize
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VOCAB = 97
+WORDS = ("the a of to and in is it that for on with as was by at from this be are or an not which but have "
+         "one all their has were they more when will can there been its two into time only other new some "
+         "could these may first then do any like my now over such our man me even most made after also did "
+         "many before must through back years where much your way well down should because each just those").split()
+
+
+# -----------------------------------------------------------------------------
+# an independent reference: float64 numpy, per-window matrices, scipy's rank correlations
+
+def ref_condensation(hidden_per_window):
+    """hidden_per_window: list over windows of lists over layers of [T, d] arrays -> means, hists, rho, tau."""
+    n_layers = len(hidden_per_window[0])
+    avg = []
+    for layer in range(n_layers):
+        mats = []
+        for win in hidden_per_window:
+            x = np.asarray(win[layer], dtype=np.float64)
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-3)
+            mats.append(np.clip(x @ x.T, -1, 1))
+        avg.append(np.mean(mats, axis=0))
+    means = np.array([a.mean() for a in avg])
+    counts = [np.histogram(a.ravel(), bins=128, range=(-1, 1))[0] for a in avg]
+    return means, counts, ref_spearman(means), ref_kendall(means)
+
+
+def ref_spearman(y):
+    return scipy.stats.spearmanr(np.arange(len(y)), y).statistic
+
+
+def ref_kendall(y):
+    return scipy.stats.kendalltau(np.arange(len(y)), y).statistic
+
+
+def counts_of(density, T):  # density histogram -> entry counts (bin width 2/128)
+    return np.asarray(density) * T * T * (2 / 128)
+
+
+# -----------------------------------------------------------------------------
+# fixtures: tiny HF models with a local tokenizer, a token dataset, a text file
+
+def save_tokenizer(directory):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    vocab = {w: i for i, w in enumerate(['[UNK]', '[EOS]'] + WORDS)}
+    assert len(vocab) <= VOCAB
+    tok = Tokenizer(models.WordLevel(vocab, unk_token='[UNK]'))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token='[UNK]', eos_token='[EOS]').save_pretrained(directory)
+
+
+@pytest.fixture(scope='module')
+def hf_dirs(tmp_path_factory):
+    from transformers import GPT2Config, GPT2LMHeadModel, Qwen3Config, Qwen3ForCausalLM
+    root = tmp_path_factory.mktemp('hf')
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=4, n_head=2))
+    qwen3 = Qwen3ForCausalLM(Qwen3Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
+                                         num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                         max_position_embeddings=32, tie_word_embeddings=True))
+    dirs = {}
+    for name, m in (('gpt2', gpt2), ('qwen3', qwen3)):
+        dirs[name] = str(root / name)
+        m.save_pretrained(dirs[name])
+        save_tokenizer(dirs[name])
+    return dirs
+
+
+@pytest.fixture(scope='module')
+def token_dataset(tmp_path_factory):
+    d = tmp_path_factory.mktemp('ds')
+    rng = np.random.default_rng(1)
+    for split, n in (('train', 500), ('val', 400)):
+        rng.integers(0, VOCAB, n).astype(np.uint16).tofile(d / f'{split}.bin')
+    (d / 'meta.json').write_text(json.dumps(dict(tokenizer='byte', dtype='uint16', vocab_size=257, eot_token=256)))
+    return str(d)
+
+
+def run_cli(args):
+    """measure.py in-process with fresh module globals (runpy), as `python measure.py args`."""
+    old = sys.argv
+    sys.argv = ['measure.py'] + list(args)
+    try:
+        runpy.run_path(os.path.join(ROOT, 'measure.py'), run_name='__main__')
+    finally:
+        sys.argv = old
+
+
+def cli_error(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_cli(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    return e.value.code, err[-1] if err else ''
+
+
+def hf_hidden(directory, windows):
+    """Hidden states from transformers itself (not our model.py): per window, per layer [T, d]."""
+    from transformers import AutoModel
+    m = AutoModel.from_pretrained(directory, dtype=torch.float32).eval()
+    with torch.no_grad():
+        hs = m(input_ids=torch.as_tensor(windows), output_hidden_states=True).hidden_states
+    return [[h[b].numpy() for h in hs] for b in range(len(windows))]
+
+
+# -----------------------------------------------------------------------------
+# closed-form answers
+
+def test_identical_tokens_give_one_at_every_layer():
+    torch.manual_seed(0)
+    hidden = [torch.randn(3, 1, 16).repeat(1, 10, 1) * s for s in (1.0, 5.0, 1e3)]  # 3 windows of 10 equal tokens
+    assert mean_cossim(hidden) == pytest.approx([1.0] * 3, abs=1e-6)
+    acc = CondensationStats()
+    acc.update(hidden)
+    out = acc.finalize()
+    assert out['mean_cossim'] == pytest.approx([1.0] * 3, abs=1e-6)
+    for h in out['histograms']:  # all 100 entries in the last bin [1 - 1/64, 1]: density 1 / (2/128) = 64
+        assert h[-1] == pytest.approx(64.0) and sum(h[:-1]) == 0
+    # exactly constant means have no rank correlation (here they differ by float rounding, so ranks are noise)
+    assert measure.rank_correlations([0.5] * 4) == (None, None)
+
+
+def test_orthogonal_embeddings_give_one_over_T():
+    T, d = 12, 20
+    scales = torch.linspace(0.5, 30, T)[:, None]
+    layer0 = (torch.eye(T, d) * scales)[None]                            # orthogonal rows of any norms
+    tiny = torch.zeros(1, T, d)
+    tiny[0, :, 0] = 1e-5                                                 # norm below the authors' 1e-3 floor
+    assert mean_cossim([layer0])[0] == pytest.approx(1 / T, abs=1e-7)    # only the diagonal: T / T^2
+    # the floor: x / max(||x||, 1e-3) leaves tiny vectors tiny, so their cosines are 1e-4, not 1
+    assert normalize(tiny)[0, 0, 0].item() == pytest.approx(1e-2)
+    assert mean_cossim([tiny])[0] == pytest.approx(1e-4, rel=1e-5)
+    acc = CondensationStats()
+    acc.update([layer0])
+    out = acc.finalize()
+    assert out['mean_cossim'][0] == pytest.approx(1 / T, abs=1e-7)
+    assert counts_of(out['histograms'][0], T)[64] == pytest.approx(T * T - T)  # zeros fall in bin [0, 1/64)
+    assert counts_of(out['histograms'][0], T)[-1] == pytest.approx(T)
+
+
+def test_matrix_free_mean_equals_clipped_matrix_mean_and_streaming_is_batch_independent():
+    torch.manual_seed(0)
+    # tokens of large norm around a shared direction, more or less aligned per layer (means in no monotone
+    # order); float rounding pushes some cosines of the aligned layers past 1, where the clip acts
+    hidden = [(torch.randn(5, 24, 16) + torch.randn(16) * s) * 1e3 for s in (2.0, 0.5, 50.0, 10.0)]
+    ref_means, ref_counts, rho, tau = ref_condensation([[h[b].numpy() for h in hidden] for b in range(5)])
+    assert mean_cossim(hidden) == pytest.approx(ref_means.tolist(), abs=1e-6)
+    results = []
+    for matrices in (True, False):
+        for chunks in ((5,), (1, 4), (2, 2, 1)):
+            acc, i = CondensationStats(matrices=matrices), 0
+            for c in chunks:
+                acc.update([h[i:i + c] for h in hidden])
+                i += c
+            results.append(acc.finalize())
+    for out in results:
+        assert out['mean_cossim'] == pytest.approx(ref_means.tolist(), abs=1e-6)
+        assert out['spearman'] == pytest.approx(rho, abs=1e-12) and out['kendall'] == pytest.approx(tau, abs=1e-12)
+        assert out['mean_last_n'] == pytest.approx([ref_means[-n:].mean() for n in (1, 2, 3, 4)], abs=1e-6)
+    assert results[0]['histograms'] == results[1]['histograms'] == results[2]['histograms']
+    for layer, c in enumerate(ref_counts):
+        assert np.abs(counts_of(results[0]['histograms'][layer], 24) - c).sum() <= 2  # a bin-edge entry at most
+    assert all(out['histograms'] is None for out in results[3:])
+    with pytest.raises(ValueError, match='equal length'):
+        acc = CondensationStats()
+        acc.update([torch.randn(1, 8, 4)])
+        acc.update([torch.randn(1, 9, 4)])
+
+
+def test_rank_correlations_match_scipy_defaults_with_ties():
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 5, 13, 29, 65):
+        for y in (rng.normal(size=n), rng.integers(0, 3, size=n).astype(float), np.round(rng.normal(size=n), 1)):
+            if np.all(y == y[0]):
+                continue
+            rho, tau = measure.rank_correlations(y.tolist())
+            assert rho == pytest.approx(ref_spearman(y), abs=1e-12) and tau == pytest.approx(ref_kendall(y), abs=1e-12)
+    assert measure.rank_correlations([0.3]) == (None, None)
+
+
+# -----------------------------------------------------------------------------
+# the CLI against numpy on tiny HF models; a multi-model trend; the side-by-side comparison
+
+def test_hf_models_match_numpy_and_trend_has_one_row_per_model(hf_dirs, token_dataset, tmp_path):
+    out = tmp_path / 'trend'
+    run_cli([f"--init_from={hf_dirs['gpt2']},{hf_dirs['qwen3']}", f'--dataset={token_dataset}', '--num_samples=6',
+             '--seq_len=16', '--batch_size=4', '--seed=3', f'--out_dir={out}', '--device=cpu'])
+    runs = json.load(open(out / 'condensation.json'))['runs']
+    rows = list(csv.DictReader(open(out / 'condensation.csv')))
+    assert [r['name'] for r in runs] == [r['name'] for r in rows] == ['gpt2', 'qwen3']  # local dirs: last component
+    assert [r['source'] for r in runs] == [hf_dirs['gpt2'], hf_dirs['qwen3']]
+    val = np.fromfile(os.path.join(token_dataset, 'val.bin'), dtype=np.uint16)
+    starts = np.random.default_rng(3).integers(0, len(val) - 16 + 1, size=6)
+    windows = np.stack([val[s:s + 16] for s in starts]).astype(np.int64)
+    for run, row in zip(runs, rows):
+        assert run['starts'] == starts.tolist() and run['num_samples'] == 6 and run['seq_len'] == 16
+        means, counts, rho, tau = ref_condensation(hf_hidden(run['source'], windows))
+        assert run['n_layers'] == 4 and len(run['mean_cossim']) == 5
+        np.testing.assert_allclose(run['mean_cossim'], means, atol=1e-5)
+        assert run['spearman'] == pytest.approx(rho, abs=1e-9) and run['kendall'] == pytest.approx(tau, abs=1e-9)
+        np.testing.assert_allclose(run['mean_last_n'], [means[-n:].mean() for n in range(1, 6)], atol=1e-5)
+        for layer, c in enumerate(counts):
+            assert np.abs(counts_of(run['histograms'][layer], 16) - c).sum() <= 2
+            assert sum(run['histograms'][layer]) * 2 / 128 == pytest.approx(1.0)  # a density
+        assert float(row['spearman']) == pytest.approx(rho, abs=1e-9)
+        assert float(row['mean_last_1']) == pytest.approx(means[-1], abs=1e-5)
+        assert float(row['mean_last_half']) == pytest.approx(means[-3:].mean(), abs=1e-5)  # n = 5 // 2 + 1
+        assert int(row['n_layers']) == 4 and row['step'] == ''
+    pngs = sorted(p.name for p in out.glob('*.png'))
+    assert len(pngs) == 3 and 'trend.png' in pngs                      # a heatmap per model, and the trend
+    assert not [p for p in out.iterdir() if p.name.startswith('.tmp_')]  # nothing half-written left behind
+    import matplotlib.image
+    assert matplotlib.image.imread(str(out / 'trend.png')).shape[2] in (3, 4)
+    # Figure 7 style: a side-by-side comparison read back from condensation.json files
+    run_cli([f'--compare={out},{out}', f'--out_dir={tmp_path / "cmp"}'])
+    assert (tmp_path / 'cmp' / 'compare.png').stat().st_size > 1000
+    assert (tmp_path / 'cmp' / 'compare_trend.png').stat().st_size > 1000
+
+
+# -----------------------------------------------------------------------------
+# checkpoints of train.py: a snapshot series, one row per step
+
+def make_ckpt(path, step, dataset, seed):
+    from model import GPT, GPTConfig
+    torch.manual_seed(seed)
+    cfg = GPTConfig(block_size=32, vocab_size=257, n_layer=3, n_head=2, n_embd=32)
+    m = GPT(cfg)
+    torch.save({'arch': 'gpt', 'model_args': dataclasses.asdict(cfg), 'model': m.state_dict(), 'optimizer': {},
+                'step': step, 'config': {'dataset': dataset}, 'rng': {}, 'data_position': 0,
+                'data_meta': dict(tokenizer='byte', dtype='uint16', vocab_size=257, eot_token=256)}, path)
+    return m.eval()
+
+
+def test_snapshot_series_one_row_per_step(token_dataset, tmp_path):
+    run_dir = tmp_path / 'run'
+    run_dir.mkdir()
+    models = {10: make_ckpt(run_dir / 'ckpt_000010.pt', 10, token_dataset, 1),
+              20: make_ckpt(run_dir / 'ckpt_000020.pt', 20, token_dataset, 2)}
+    make_ckpt(run_dir / 'ckpt.pt', 20, token_dataset, 2)  # the latest is also step 20: measured once
+    out = tmp_path / 'snap'
+    # no --dataset: windows come from the checkpoint's own dataset (its val split)
+    run_cli([f'--ckpt={run_dir}', '--snapshots=True', '--num_samples=5', '--seq_len=16', '--batch_size=2',
+             f'--out_dir={out}'])
+    runs = json.load(open(out / 'condensation.json'))['runs']
+    rows = list(csv.DictReader(open(out / 'condensation.csv')))
+    assert [r['step'] for r in runs] == [10, 20] and [int(r['step']) for r in rows] == [10, 20]
+    val = np.fromfile(os.path.join(token_dataset, 'val.bin'), dtype=np.uint16)
+    windows = torch.as_tensor(np.stack([val[s:s + 16] for s in runs[0]['starts']]).astype(np.int64))
+    for run in runs:
+        with torch.no_grad():  # our model's own forward (the measure path skips lm_head: they must agree)
+            hidden = models[run['step']](windows, return_hidden=True)[2]
+            assert all(torch.equal(a, b) for a, b in zip(measure.our_hidden_states(models[run['step']], windows),
+                                                         hidden))
+        means, counts, rho, tau = ref_condensation([[h[b].numpy() for h in hidden] for b in range(5)])
+        np.testing.assert_allclose(run['mean_cossim'], means, atol=1e-6)
+        assert run['spearman'] == pytest.approx(rho, abs=1e-9) and run['kendall'] == pytest.approx(tau, abs=1e-9)
+        assert run['windows'] == f'dataset:{token_dataset}'
+    assert runs[0]['mean_cossim'] != runs[1]['mean_cossim']
+    assert sorted(p.name for p in out.glob('heatmap_*.png')) == ['heatmap_run_step_10.png', 'heatmap_run_step_20.png']
+
+
+# -----------------------------------------------------------------------------
+# text input: the authors' sampling recipe, tokenized by the model's own (locally built) tokenizer
+
+def test_text_file_with_local_tokenizer(hf_dirs, tmp_path):
+    from transformers import AutoTokenizer
+    rng = np.random.default_rng(0)
+    lines = [' '.join(rng.choice(WORDS, 8)) + '\n' for _ in range(40)]  # 8 words per line
+    path = tmp_path / 'text.txt'
+    path.write_text(''.join(lines))
+    out = tmp_path / 'text'
+    run_cli([f"--init_from={hf_dirs['gpt2']}", f'--text_file={path}', '--num_samples=4', '--seq_len=20',
+             '--min_words=20', '--seed=5', f'--out_dir={out}'])
+    run = json.load(open(out / 'condensation.json'))
+    # seeds 5..8 each draw a start row in [0, 0.95 * 40); 3 lines (24 words) reach min_words and 20 tokens
+    starts = [int(np.random.default_rng(5 + i).integers(0, 38)) for i in range(4)]
+    assert run['starts'] == starts and run['windows'] == f'text_file:{path}'
+    tok = AutoTokenizer.from_pretrained(hf_dirs['gpt2'])
+    windows = [tok(''.join(lines[s:s + 3]))['input_ids'][:20] for s in starts]
+    means, _, rho, _ = ref_condensation(hf_hidden(hf_dirs['gpt2'], windows))
+    np.testing.assert_allclose(run['mean_cossim'], means, atol=1e-5)
+    assert run['spearman'] == pytest.approx(rho, abs=1e-9)
+
+
+def test_hf_dataset_source_uses_its_text_field(hf_dirs, tmp_path, monkeypatch):
+    import datasets
+    rows = [' '.join(['the'] * 30)] * 50
+    calls = []
+
+    def fake_load_dataset(*args, split=None):  # the hub is offline in tests: stand in for squad
+        calls.append((args, split))
+        return datasets.Dataset.from_dict({'context': rows, 'title': ['x'] * 50})
+    monkeypatch.setattr(datasets, 'load_dataset', fake_load_dataset)
+    run_cli([f"--init_from={hf_dirs['qwen3']}", '--hf_dataset=squad', '--num_samples=2', '--seq_len=8',
+             '--min_words=10', f'--out_dir={tmp_path}'])
+    assert calls == [(('squad',), 'train')]
+    run = json.load(open(tmp_path / 'condensation.json'))
+    # every window is 8 copies of one token; Qwen3 adds no position vector (RoPE acts inside attention), so
+    # every layer's tokens are identical
+    assert run['mean_cossim'] == pytest.approx([1.0] * 5, abs=1e-5)
+
+
+# -----------------------------------------------------------------------------
+# bad input: one line naming the problem, non-zero exit, nothing written
+
+def test_bad_inputs_in_process(hf_dirs, token_dataset, tmp_path, capsys):
+    out = tmp_path / 'never'
+    common = [f'--out_dir={out}', '--num_samples=2']
+    code, msg = cli_error([f"--init_from={hf_dirs['gpt2']}", f'--dataset={token_dataset}', '--seq_len=64'] + common,
+                          capsys)
+    assert code == 1 and msg.startswith('error: seq_len=64 is beyond the context') and '32 tokens' in msg
+    short = tmp_path / 'short.txt'
+    short.write_text('the a of to and\n')
+    code, msg = cli_error([f"--init_from={hf_dirs['gpt2']}", f'--text_file={short}', '--seq_len=16'] + common, capsys)
+    assert code == 1 and 'has 5 tokens, fewer than seq_len=16' in msg
+    empty = tmp_path / 'empty.txt'
+    empty.write_text('\n\n')
+    code, msg = cli_error([f"--init_from={hf_dirs['gpt2']}", f'--text_file={empty}', '--seq_len=16'] + common, capsys)
+    assert code == 1 and 'is empty' in msg
+    weird = tmp_path / 'weird'
+    weird.mkdir()
+    (weird / 'config.json').write_text(json.dumps({'model_type': 'no_such_architecture'}))
+    code, msg = cli_error([f'--init_from={weird}', f'--dataset={token_dataset}'] + common, capsys)
+    assert code == 1 and msg.startswith(f"error: cannot load model '{weird}'")
+    code, msg = cli_error([f"--init_from={hf_dirs['gpt2']}", '--hf_dataset=nope'] + common, capsys)
+    assert code == 1 and "unknown hf_dataset 'nope'" in msg
+    code, msg = cli_error([f"--init_from={hf_dirs['gpt2']}", f'--dataset={token_dataset}', '--text_file=x'] + common,
+                          capsys)
+    assert code == 1 and 'at most one of' in msg
+    code, msg = cli_error(['--num_sample=3'], capsys)  # a config error: exit 2 via the configurator
+    assert code == 2 and 'num_samples' in msg
+    assert not out.exists()
+
+
+@pytest.mark.parametrize('args,needle', [
+    ([], 'nothing to measure'),
+    (['--ckpt={empty}'], 'no checkpoint at'),
+])
+def test_bad_inputs_subprocess(args, needle, tmp_path):
+    (tmp_path / 'empty').mkdir()
+    args = [a.format(empty=tmp_path / 'empty') for a in args]
+    p = subprocess.run([sys.executable, os.path.join(ROOT, 'measure.py'), *args, f'--out_dir={tmp_path / "o"}'],
+                       capture_output=True, text=True, cwd=tmp_path)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 1 and lines[0].startswith('error: ') and needle in lines[0]
+    assert not (tmp_path / 'o').exists()
