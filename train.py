@@ -547,9 +547,10 @@ if master:
                         n_layers=num_hidden - 1, num_samples=len(windows), seq_len=block_size,
                         windows=f"dataset:{dataset}", seed=seed, dtype='float32', device=device, starts=starts,
                         **result)], out_dir)
-    cos = result['mean_cossim']
+    cos, rho = result['mean_cossim'], result['spearman']  # rho is None when every layer's mean is the same
     print(f"done: {step} steps, final train loss {train_losses_last:.4f} | mean cos by hidden state "
-          f"{' '.join(f'{c:.2f}' for c in cos)} | spearman {result['spearman'] if result['spearman'] is None else round(result['spearman'], 3)} | files in {out_dir}/")
+          f"{' '.join(f'{c:.2f}' for c in cos)} | spearman {'n/a' if rho is None else f'{rho:.3f}'} | "
+          f"files in {out_dir}/")
     if eval_tasks:  # lm-eval on the final model, as the official runs; eval.py --table reads eval.json
         from eval import evaluate as lm_eval_evaluate, write_atomic, to_json
         tasks = None if eval_tasks == 'paper' else eval_tasks  # None = the paper's ten, family settings
