@@ -31,7 +31,8 @@ _NORM_FLOOR = 1e-12         # a token shorter than this counts as the zero vecto
 # how many entries of the [B, T, T] pair matrix are processed at once: 16 MiB of float32 on CPU, 256 MiB on
 # GPU (fewer, larger kernels: 1.2-1.9x faster at T >= 1024 on an H200); other devices use the CPU size
 _TILE_ENTRIES = {'cpu': 2 ** 22, 'cuda': 2 ** 26}
-_KEEP_ENTRIES = 2 ** 22     # forward keeps W for backward (one matmul less) only up to this many entries
+_KEEP_ENTRIES = 2 ** 24     # up to this many entries (64 MiB of float32) forward computes W in one tile and keeps
+                            # it for backward: recomputing it costs a third more time (a matmul and every pass again)
 
 
 def _no_autocast(t):
@@ -76,6 +77,9 @@ def _check_positive(**values):
 def _blocks(B, T, device):
     """Tiles (b0, b1, r0, r1) of the [B, T, T] pair matrix with at most _TILE_ENTRIES entries each
     (whole sequences when they fit, else slabs of rows), so memory grows with B*T, not B*T^2."""
+    if B * T * T <= _KEEP_ENTRIES:  # small enough to keep for backward: one tile, whatever the tile budget
+        yield 0, B, 0, T
+        return
     budget = _TILE_ENTRIES.get(device.type, _TILE_ENTRIES['cpu'])
     nb = max(1, min(B, budget // (T * T)))
     nr = max(1, min(T, budget // (nb * T)))
@@ -86,8 +90,8 @@ def _blocks(B, T, device):
 
 def _pair_terms(c, r0, kind, tau, clamp, margin):
     """A tile c of cosines (rows r0.. of some sequences; consumed in place) -> (t, ct, m).
-    dispersion, infonce_cos: t = exp(x - m), x the logits, m their max per sequence over the tile (the
-    log-sum-exp shift: no overflow, and the largest term is exactly 1); orthogonalization:
+    dispersion, infonce_cos: t = exp(x - m), x the logits, m (b, 1, 1) the log-sum-exp shift: the logits'
+    upper bound when exp cannot underflow below it, else their max per sequence over the tile; orthogonalization:
     t = max(0, margin - D), m = None. ct: the clamped cosines (None for infonce_cos: no arccos)."""
     if kind == 'infonce_cos':
         x, ct = c.mul_(1 / tau), None  # all pairs, the diagonal included
@@ -100,6 +104,12 @@ def _pair_terms(c, r0, kind, tau, clamp, margin):
             return t, ct, None
         x = angle.mul_(-1 / (math.pi * tau))
         x.diagonal(offset=r0, dim1=1, dim2=2).fill_(-math.inf)
+    # the logits are bounded, dispersion's to [-1/tau, 0] and infonce_cos's to [-1/tau, 1/tau]: shifting by the
+    # upper bound instead of the max spares two passes over the tile, and while the span is < 80, exp stays in
+    # float32's normal range (no denormals, which are slow on CPU)
+    top, span = (0.0, 1 / tau) if kind == 'dispersion' else (1 / tau, 2 / tau)
+    if span < 80:
+        return (x.sub_(top) if top else x).exp_(), ct, x.new_full((x.shape[0], 1, 1), top)
     m = x.amax(dim=(1, 2), keepdim=True)
     return x.sub_(m).exp_(), ct, m
 
@@ -133,7 +143,7 @@ class _CosinePairLoss(torch.autograd.Function):
     gradient is written by hand: W = dL/dc, and since every loss is a sum over symmetric pairs, W is
     symmetric and dL/dzhat = (W + W^T) zhat = 2 W zhat; then through zhat = z / ||z||,
     dL/dz = (g - zhat <zhat, g>) / ||z||. When the whole [B, T, T] matrix is small (_KEEP_ENTRIES, e.g.
-    6 layers x 4 sequences x 400 tokens) forward computes W at once and keeps it for backward; beyond
+    6 layers x 1 sequence x 1,600 tokens) forward computes W at once and keeps it for backward; beyond
     that forward keeps only zhat, the norms and the per-sequence log-sums, and backward recomputes c tile
     by tile, so memory grows with the number of tokens, not with its square.
     """

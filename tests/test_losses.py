@@ -462,6 +462,7 @@ def test_bad_shapes_are_one_line_errors():
 @pytest.mark.parametrize('kind', ANGULAR)
 def test_saved_for_backward_is_linear_in_tokens(kind, monkeypatch):
     monkeypatch.setitem(losses._TILE_ENTRIES, 'cpu', 2 ** 14)  # a 512 x 512 pair matrix does not fit one tile
+    monkeypatch.setattr(losses, '_KEEP_ENTRIES', 2 ** 14)  # nor is it small enough to be kept whole
     B, T, d = 2, 512, 8
     saved = []
 
