@@ -222,8 +222,8 @@ def dispersion(z, tau=1.0, clamp=0.1, max_tokens=None, generator=None):
     (max_tokens=256 reproduces that); here the default is all tokens.
     """
     _check_positive(tau=tau)
-    if not 0 <= clamp < 1:
-        raise ValueError(f"clamp must be in [0, 1), got {clamp!r}")
+    if not 0 < clamp < 1:  # clamp = 0 lets arccos' reach infinity at coinciding tokens
+        raise ValueError(f"clamp must be in (0, 1), got {clamp!r}")
     z = _prepare(z, max_tokens, generator)
     with _no_autocast(z):
         return _CosinePairLoss.apply(z, 'dispersion', float(tau), float(clamp), 0.0)
@@ -235,8 +235,8 @@ def orthogonalization(z, margin=0.5, clamp=0.1, max_tokens=None, generator=None)
     pairs are pushed apart, orthogonal and obtuse ones are left alone. Wang & He's hinge uses
     D = -cossim and a free margin. The official code normalizes with the same 1e-2 epsilon as in
     `dispersion`; here the floor is for the zero vector only."""
-    if not 0 <= clamp < 1:
-        raise ValueError(f"clamp must be in [0, 1), got {clamp!r}")
+    if not 0 < clamp < 1:  # clamp = 0 lets arccos' reach infinity at coinciding tokens
+        raise ValueError(f"clamp must be in (0, 1), got {clamp!r}")
     z = _prepare(z, max_tokens, generator)
     with _no_autocast(z):
         return _CosinePairLoss.apply(z, 'orthogonalization', 1.0, float(clamp), float(margin))

@@ -524,3 +524,11 @@ def test_distillation_is_zero_for_matching_logits():
         distillation(logits, logits[..., :8])
     with pytest.raises(ValueError, match='temperature'):
         distillation(logits, logits, 0.0)
+
+
+def test_clamp_zero_is_refused():
+    # without a clamp, arccos' is infinite for coinciding tokens: the gradient would not be finite
+    z = torch.randn(1, 4, 8).repeat(1, 1, 1)
+    for loss in (dispersion, orthogonalization):
+        with pytest.raises(ValueError, match="clamp must be in"):
+            loss(z, clamp=0.0)
