@@ -168,26 +168,21 @@ if min(n_train, n_val) <= block_size + 1:
     die(f"dataset '{dataset}' has {n_train} train / {n_val} val tokens: too few for block_size={block_size}")
 
 
-def get_batch(split, index, count):
-    """`count` windows of split, from the list of windows keyed by index; (x, y) on device.
+def get_batch(split, index, first, count):
+    """Windows first..first+count-1 of the list of windows keyed by (split, index); (x, y) on device.
 
-    Offsets come from a numpy generator seeded with (seed, split, index): the windows of an optimizer step
-    depend on nothing else, not on the number of processes, not on anything consumed before.
+    Offsets come from a numpy generator seeded with (seed, split, index): the global batch of an optimizer
+    step depends on nothing else (not on the process count, not on what was consumed before), and each
+    process reads only its own share of it.
     """
     data = load_tokens(data_dir, split)  # a fresh memmap per batch: long-lived ones leak memory
     rng = np.random.default_rng([seed, 0 if split == 'train' else 1, index])
-    starts = rng.integers(0, len(data) - block_size - 1, size=global_batch)[:count]
+    starts = rng.integers(0, len(data) - block_size - 1, size=global_batch)[first:first + count]
     x = torch.from_numpy(np.stack([data[s:s + block_size] for s in starts]).astype(np.int64))
     y = torch.from_numpy(np.stack([data[s + 1:s + 1 + block_size] for s in starts]).astype(np.int64))
     if device_type == 'cuda':
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
-
-
-def my_share(x, y, micro):
-    """This process's slice of the global batch for its micro-step `micro`."""
-    i = (rank * micro_steps + micro) * batch_size
-    return x[i:i + batch_size], y[i:i + batch_size]
 
 
 # ----------------------------------------------------------------------------- model
@@ -357,7 +352,7 @@ def evaluate():
     model.eval()
     sums = torch.zeros(2 + num_hidden, device=device, dtype=torch.float64)  # loss, windows, cos per layer
     for k in range(rank, eval_iters, world_size):
-        x, y = get_batch('val', k, batch_size)
+        x, y = get_batch('val', k, 0, batch_size)
         with autocast:
             _, loss, hidden = raw_model(x, y, return_hidden=True)
         sums[0] += loss.item() * x.size(0)
@@ -451,14 +446,13 @@ while step < max_iters:
     lr = get_lr(step)
     for group in optimizer.param_groups:
         group['lr'] = get_embedding_lr(step) if group.get('is_embedding') else lr
-    x_all, y_all = get_batch('train', step, global_batch)
     sums = torch.zeros(3, device=device)  # ce, reg, kd summed over this process's micro-steps
     for micro in range(micro_steps):
-        x, y = my_share(x_all, y_all, micro)
+        micro_index = rank * micro_steps + micro  # this micro-step's place in the step's global batch
+        x, y = get_batch('train', step, micro_index * batch_size, batch_size)
         if ddp:  # sync gradients only on the last micro-step (what no_sync() does, without the context)
             model.require_backward_grad_sync = micro == micro_steps - 1
-        total, ce, reg_value, kd_value = train_loss_fn(x, y, step * gradient_accumulation_steps
-                                                       + rank * micro_steps + micro)
+        total, ce, reg_value, kd_value = train_loss_fn(x, y, step * gradient_accumulation_steps + micro_index)
         sums[0] += ce.detach()
         if reg_value is not None:
             sums[1] += reg_value.detach()
