@@ -254,19 +254,6 @@ def first_line(e):
     return lines[0] if lines else type(e).__name__
 
 
-def our_hidden_states(m, idx):
-    """model.py's forward up to the hidden states, without lm_head: the logits (B x T x vocab floats, 0.8 GB
-    for 8 x 512 GPT-2 tokens, and a third of its FLOPs) are not needed here. Same steps as LanguageModel.forward
-    (embed, blocks, final norm on the last entry); tests/test_measure.py checks they agree."""
-    x, extra = m.embed(idx)
-    hidden = [x]
-    for block in m.blocks:
-        x = block(x, *extra)
-        hidden.append(x)
-    hidden[-1] = m.final_norm(x)
-    return hidden
-
-
 def load_ours(path):
     """A train.py checkpoint (out_dir or .pt file) -> dict(model, hidden, step, max_len, vocab_size, encode,
     default_source)."""
@@ -274,7 +261,7 @@ def load_ours(path):
     import data
     m, ck = load_checkpoint(path, device='cpu')
     tokenizer = lru_cache(maxsize=1)(lambda: data.get_tokenizer(ck['data_meta']['tokenizer']))
-    return dict(model=m, hidden=lambda idx: our_hidden_states(m, idx), step=int(ck['step']), max_len=m.max_seq_len,
+    return dict(model=m, hidden=m.hidden_states, step=int(ck['step']), max_len=m.max_seq_len,
                 vocab_size=m.config.vocab_size, encode=lambda text: tokenizer().encode(text),
                 default_source=('dataset', (ck.get('config') or {}).get('dataset', '')))
 
@@ -303,7 +290,7 @@ def load_hf(name, torch_dtype=torch.float32):
     if hf_model_type(name, revision) in ('gpt2', 'qwen3') and revision is None:
         from model import from_pretrained
         m = from_pretrained(name)
-        hidden, max_len, vocab_size = (lambda idx: our_hidden_states(m, idx)), m.max_seq_len, m.config.vocab_size
+        hidden, max_len, vocab_size = (m.hidden_states), m.max_seq_len, m.config.vocab_size
     else:
         from transformers import AutoConfig, AutoModel
         cfg = AutoConfig.from_pretrained(name, revision=revision)  # unknown model types fail here
@@ -334,6 +321,15 @@ def measure_windows(hidden_fn, windows, batch_size, device, keep_matrices=True):
             acc.update(list(hidden_fn(idx)))
             bar.update(len(idx))
     return acc.finalize()
+
+
+def measure_run(hidden_fn, ids, starts, batch_size, device, keep_matrices=True, **info):
+    """measure_windows on the token windows `ids` [N, T], plus what identifies the measurement: the run record
+    condensation.json holds. info: name, source, step, windows (the source's description), seed, dtype."""
+    t0 = time.perf_counter()
+    result = measure_windows(hidden_fn, ids, batch_size, device, keep_matrices)
+    return dict(info, n_layers=len(result['mean_cossim']) - 1, num_samples=len(ids), seq_len=ids.shape[1],
+                device=device, seconds=round(time.perf_counter() - t0, 3), starts=starts, **result)
 
 
 # -----------------------------------------------------------------------------
@@ -552,11 +548,8 @@ def main():
             die(f"cannot make windows from {source[0]} '{source[1]}': {first_line(e)}")
         sub['model'].to(device=dev, dtype=ptdtype)
         print(f"measuring {name}: {len(windows)} windows x {seq_len} tokens from {source[0]} '{source[1]}' on {dev}")
-        t0 = time.perf_counter()
-        result = measure_windows(sub['hidden'], windows, batch_size, dev, keep_matrices=histograms)
-        run = dict(name=name, source=path, step=sub['step'], n_layers=len(result['mean_cossim']) - 1,
-                   num_samples=len(windows), seq_len=seq_len, windows=f"{source[0]}:{source[1]}", seed=seed,
-                   dtype=dtype, device=dev, seconds=round(time.perf_counter() - t0, 3), starts=starts, **result)
+        run = measure_run(sub['hidden'], windows, starts, batch_size, dev, keep_matrices=histograms, name=name,
+                          source=path, step=sub['step'], windows=f"{source[0]}:{source[1]}", seed=seed, dtype=dtype)
         runs.append(run)
         del sub  # free the model before loading the next one
         print(f"  {run['seconds']:.1f}s | spearman {run['spearman']} | kendall {run['kendall']} | "

@@ -189,7 +189,10 @@ class LanguageModel(nn.Module):
     """Base of GPT and Qwen3. A subclass provides `embed(idx) -> (x, extra block args)`, `blocks`, `final_norm`,
     `lm_head`, and the Hugging Face mapping (`config_from_hf`, `state_dict_from_hf`, `to_hf`)."""
 
-    def forward(self, idx, targets=None, return_hidden=False):
+    def hidden_states(self, idx):
+        """The n_layer + 1 hidden states [B, T, C] without the lm_head (what measure.py needs: the logits would
+        cost a third of GPT-2's FLOPs). HF's output_hidden_states convention: hidden[0] is the embedding, the
+        last entry is AFTER the final norm (the raw output of the last block is not kept)."""
         T = idx.size(1)
         if T > self.max_seq_len:
             raise ValueError(f"sequence length {T} exceeds the model's context length {self.max_seq_len}")
@@ -198,9 +201,12 @@ class LanguageModel(nn.Module):
         for block in self.blocks:
             x = block(x, *extra)
             hidden.append(x)
-        # HF's output_hidden_states convention: the last entry is AFTER the final norm (the raw one is not kept)
-        x = hidden[-1] = self.final_norm(x)
-        logits = self.lm_head(x).float()  # (B, T, vocab), float32 even under autocast, for a stable loss
+        hidden[-1] = self.final_norm(x)
+        return hidden
+
+    def forward(self, idx, targets=None, return_hidden=False):
+        hidden = self.hidden_states(idx)
+        logits = self.lm_head(hidden[-1]).float()  # (B, T, vocab), float32 even under autocast, for a stable loss
         loss = None
         if targets is not None:  # targets are already shifted: the next token of each position, -1 = ignore
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)

@@ -225,7 +225,7 @@ if data_meta['vocab_size'] > model.config.vocab_size:
     die(f"dataset vocabulary ({data_meta['vocab_size']}) is larger than the model's ({model.config.vocab_size})")
 if block_size > model.max_seq_len:
     die(f"block_size={block_size} is beyond the model's {model.max_seq_len} positions")
-num_hidden = model.config.n_layer + 1 if arch == 'gpt' else model.config.num_hidden_layers + 1
+num_hidden = len(model.blocks) + 1  # the embedding, then one hidden state per block
 try:  # index lists are checked against the real model's depth
     reg_layers = losses.select_layers(num_hidden, reg_loc) if reg != 'none' else []
 except ValueError as e:
@@ -533,14 +533,13 @@ check_finite(bad_step, weights=True)
 save(os.path.join(out_dir, 'ckpt.pt'))
 if master:
     # the paper's condensation measurement on val windows: condensation.json and the heatmap (measure.py)
-    from measure import measure_windows, our_hidden_states, token_windows, write_outputs
+    from measure import measure_run, token_windows, write_outputs
     raw_model.eval()
     windows, starts = token_windows(load_tokens(data_dir, 'val'), condensation_samples, block_size, seed)
-    result = measure_windows(lambda idx: our_hidden_states(raw_model, idx), windows, batch_size, device)
-    write_outputs([dict(name=os.path.basename(os.path.normpath(out_dir)), source=out_dir, step=step,
-                        n_layers=num_hidden - 1, num_samples=len(windows), seq_len=block_size,
-                        windows=f"dataset:{dataset}", seed=seed, dtype='float32', device=device, starts=starts,
-                        **result)], out_dir)
+    result = measure_run(raw_model.hidden_states, windows, starts, batch_size, device, step=step, seed=seed,
+                         name=os.path.basename(os.path.normpath(out_dir)), source=out_dir,
+                         windows=f"dataset:{dataset}", dtype='float32')
+    write_outputs([result], out_dir)
     cos, rho = result['mean_cossim'], result['spearman']  # rho is None when every layer's mean is the same
     print(f"done: {step} steps, final train loss {train_losses_last:.4f} | mean cos by hidden state "
           f"{' '.join(f'{c:.2f}' for c in cos)} | spearman {'n/a' if rho is None else f'{rho:.3f}'} | "

@@ -271,8 +271,7 @@ def test_snapshot_series_one_row_per_step(token_dataset, tmp_path):
     for run in runs:
         with torch.no_grad():  # our model's own forward (the measure path skips lm_head: they must agree)
             hidden = models[run['step']](windows, return_hidden=True)[2]
-            assert all(torch.equal(a, b) for a, b in zip(measure.our_hidden_states(models[run['step']], windows),
-                                                         hidden))
+            assert all(torch.equal(a, b) for a, b in zip(models[run['step']].hidden_states(windows), hidden))
         means, counts, rho, tau = ref_condensation([[h[b].numpy() for h in hidden] for b in range(5)])
         np.testing.assert_allclose(run['mean_cossim'], means, atol=1e-6)
         assert run['spearman'] == pytest.approx(rho, abs=1e-9) and run['kendall'] == pytest.approx(tau, abs=1e-9)
