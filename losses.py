@@ -129,6 +129,81 @@ def _pair_weights(t, ct, m, lse, kind, tau, T):
     return w, torch.full_like(t[:, :1, :1], 2 / (math.pi * T * (T - 1)))
 
 
+def _row_stat(t, m, kind):
+    """Per row i of a tile: log sum_j exp(x_ij) from t = exp(x - m), or for orthogonalization the sum of the
+    squared hinges t."""
+    return t.square().sum(dim=2) if kind == 'orthogonalization' else t.sum(dim=2).log_().add_(m.flatten(1))
+
+
+def _tile_row_stat(c, r0, kind, tau, clamp, margin):
+    """Forward on one tile: its rows' statistic. c is consumed in place."""
+    t, _, m = _pair_terms(c, r0, kind, tau, clamp, margin)
+    return _row_stat(t, m, kind)
+
+
+def _log_sums(row_stat, kind):
+    """Per sequence, log of the sum over all pairs (B, 1, 1); None for orthogonalization, which is a plain mean."""
+    return None if kind == 'orthogonalization' else torch.logsumexp(row_stat, dim=1)[:, None, None]
+
+
+def _whole_tile(c, kind, tau, clamp, margin):
+    """Forward when the whole [B, T, T] matrix is one tile small enough to keep: (row_stat, w, s), W = s * w
+    being dL/dc for backward. c is consumed in place."""
+    t, ct, m = _pair_terms(c, 0, kind, tau, clamp, margin)
+    row_stat = _row_stat(t, m, kind)  # before _pair_weights, which consumes t
+    w, s = _pair_weights(t, ct, m, _log_sums(row_stat, kind), kind, tau, c.shape[-1])
+    return row_stat, w, s
+
+
+def _tile_weights(c, r0, lse, kind, tau, clamp, margin):
+    """Backward on one tile: (w, s) with W = s * w, from the cosines recomputed there. c is consumed in place."""
+    t, ct, m = _pair_terms(c, r0, kind, tau, clamp, margin)
+    return _pair_weights(t, ct, m, lse, kind, tau, c.shape[-1])
+
+
+# On CUDA the elementwise chain of each tile (clamp, arccos, exp, the row sums, the weights) runs as one or two
+# fused kernels made by torch.compile, instead of a dozen passes over the [B, T, T] tile in eager mode: the
+# loss then costs little more than its matmuls. The fused versions work on a copy of the tile, which inductor
+# never materializes, so the eager helpers above stay the single definition of the math (and the input is
+# left intact for the eager fallback). Set COMPILE_ON = () to run eagerly everywhere; if compiling fails (no
+# Triton, say), the loss warns once and runs eagerly. (Three functions, not one generic wrapper: dynamo's
+# recompile limit counts per function.)
+COMPILE_ON = ('cuda',)
+
+
+def _fused_whole_tile(c, *args):
+    return _whole_tile(c.clone(), *args)
+
+
+def _fused_tile_row_stat(c, *args):
+    return _tile_row_stat(c.clone(), *args)
+
+
+def _fused_tile_weights(c, *args):
+    return _tile_weights(c.clone(), *args)
+
+
+_FUSED = {_whole_tile: _fused_whole_tile, _tile_row_stat: _fused_tile_row_stat, _tile_weights: _fused_tile_weights}
+_compiled = {}  # eager helper -> its compiled fused version, or False once compiling it failed
+
+
+def _run(fn, c, *args):
+    """fn(c, *args); on the devices in COMPILE_ON, its fused version instead."""
+    if c.device.type not in COMPILE_ON or _compiled.get(fn) is False:
+        return fn(c, *args)
+    if fn not in _compiled:  # dynamic shapes: a tile of another size or diagonal offset needs no recompile
+        _compiled[fn] = torch.compile(_FUSED[fn], dynamic=True)
+    try:
+        return _compiled[fn](c, *args)
+    except Exception as e:  # noqa: BLE001 (any compiler failure: the eager path computes the same)
+        import warnings
+        first_line = str(e).splitlines()[0] if str(e) else ''
+        warnings.warn(f"losses.py: torch.compile of {fn.__name__} failed ({type(e).__name__}: {first_line}); "
+                      f"running it eagerly")
+        _compiled[fn] = False
+        return fn(c, *args)
+
+
 class _CosinePairLoss(torch.autograd.Function):
     """mean_b loss_b of one of three losses of the within-sequence cosine matrix c = zhat zhat^T:
 
@@ -153,25 +228,21 @@ class _CosinePairLoss(torch.autograd.Function):
         B, T, _ = z.shape
         norm = torch.linalg.vector_norm(z, dim=-1, keepdim=True)  # (B, T, 1)
         zhat = z / norm.clamp_min(_NORM_FLOOR)  # a floor for the zero vector only, not an eps on every norm
-        row_stat = z.new_empty(B, T)  # per row i: log sum_j exp(x_ij), or sum_j of the squared hinges
-        tiles = list(_blocks(B, T, z.device))
-        for b0, b1, r0, r1 in tiles:
-            c = torch.bmm(zhat[b0:b1, r0:r1], zhat[b0:b1].transpose(1, 2))  # (b, rows, T)
-            t, ct, m = _pair_terms(c, r0, kind, tau, clamp, margin)
-            if kind == 'orthogonalization':
-                row_stat[b0:b1, r0:r1] = t.square().sum(dim=2)
-            else:
-                row_stat[b0:b1, r0:r1] = t.sum(dim=2).log_().add_(m.flatten(1))
-        if kind == 'orthogonalization':
-            lse = None
-            per_seq = row_stat.sum(dim=1) / (T * (T - 1))
-        else:
-            lse = torch.logsumexp(row_stat, dim=1)[:, None, None]  # (B, 1, 1): log of the sum over all pairs
-            # log mean = log sum - log(#pairs): the paper's log-sum less a constant, so the same gradients
-            per_seq = lse.flatten() - math.log(T * T if kind == 'infonce_cos' else T * (T - 1))
         weights = weight_scale = None
+        tiles = list(_blocks(B, T, z.device))
         if len(tiles) == 1 and B * T * T <= _KEEP_ENTRIES and ctx.needs_input_grad[0]:
-            weights, weight_scale = _pair_weights(t, ct, m, lse, kind, tau, T)
+            c = torch.bmm(zhat, zhat.transpose(1, 2))
+            row_stat, weights, weight_scale = _run(_whole_tile, c, kind, tau, clamp, margin)
+        else:
+            row_stat = z.new_empty(B, T)
+            for b0, b1, r0, r1 in tiles:
+                c = torch.bmm(zhat[b0:b1, r0:r1], zhat[b0:b1].transpose(1, 2))  # (b, rows, T)
+                row_stat[b0:b1, r0:r1] = _run(_tile_row_stat, c, r0, kind, tau, clamp, margin)
+        lse = _log_sums(row_stat, kind)
+        if kind == 'orthogonalization':
+            per_seq = row_stat.sum(dim=1) / (T * (T - 1))
+        else:  # log mean = log sum - log(#pairs): the paper's log-sum less a constant, so the same gradients
+            per_seq = lse.flatten() - math.log(T * T if kind == 'infonce_cos' else T * (T - 1))
         ctx.save_for_backward(zhat, norm, lse, weights, weight_scale)
         ctx.kind, ctx.tau, ctx.clamp, ctx.margin = kind, tau, clamp, margin
         return per_seq.mean()
@@ -190,8 +261,8 @@ class _CosinePairLoss(torch.autograd.Function):
                 row_scale = zhat.new_empty(B, T, 1)
                 for b0, b1, r0, r1 in _blocks(B, T, zhat.device):  # the same tiles as forward: same values
                     c = torch.bmm(zhat[b0:b1, r0:r1], zhat[b0:b1].transpose(1, 2))
-                    t, ct, m = _pair_terms(c, r0, ctx.kind, ctx.tau, ctx.clamp, ctx.margin)
-                    w, s = _pair_weights(t, ct, m, None if lse is None else lse[b0:b1], ctx.kind, ctx.tau, T)
+                    w, s = _run(_tile_weights, c, r0, None if lse is None else lse[b0:b1], ctx.kind, ctx.tau,
+                                ctx.clamp, ctx.margin)
                     torch.bmm(w, zhat[b0:b1], out=grad_zhat[b0:b1, r0:r1])
                     row_scale[b0:b1, r0:r1] = s
             # back through the normalization; a zero token has no direction and gets no gradient.
