@@ -5,6 +5,8 @@ degenerate inputs, the measured effect of each regularizer, layer selection, sub
     python -m pytest -q tests/test_losses.py
 """
 import math
+import shutil
+import warnings
 
 import pytest
 import torch
@@ -236,6 +238,51 @@ def test_gradcheck_custom_function(kind, block_elements, monkeypatch):
     z.requires_grad_()
     fn = lambda z: losses._CosinePairLoss.apply(z, kind, 0.7, 0.1, 0.5)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (z,), eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.skipif(shutil.which('c++') is None and shutil.which('g++') is None,
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_fused_tiles_match_the_naive_formulas(monkeypatch):
+    # on CUDA each tile's elementwise chain runs through torch.compile; here the same fused functions are
+    # compiled for the CPU (inductor's C++ backend) and checked against the naive float64 transcriptions,
+    # for the kept-W path and for row-slab tiles (diagonal offset r0 > 0, a short last tile)
+    monkeypatch.setattr(losses, 'COMPILE_ON', ('cpu',))
+    monkeypatch.setattr(losses, '_compiled', {})
+    graphs_before = torch._dynamo.utils.counters['stats']['unique_graphs']
+    z = condensed_ish(3, 9, 6, seed=4)
+    for mode in ('keep', 'tiles'):
+        if mode == 'tiles':
+            monkeypatch.setattr(losses, '_KEEP_ENTRIES', 0)
+            monkeypatch.setitem(losses._TILE_ENTRIES, 'cpu', 4 * 9)  # 4 rows a tile: r0 = 0, 4, 8
+        for name in ANGULAR:
+            value, grad = value_and_grad(REGULARIZERS[name], z)
+            ref_value, ref_grad = value_and_grad(REFERENCES[name], z)
+            torch.testing.assert_close(value, ref_value, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-12)
+    # the fused path ran: every helper was compiled into graphs, none fell back to eager
+    assert set(losses._compiled) == {losses._whole_tile, losses._tile_row_stat, losses._tile_weights}
+    assert all(callable(f) for f in losses._compiled.values())
+    assert torch._dynamo.utils.counters['stats']['unique_graphs'] - graphs_before >= 3
+
+
+def test_a_failing_compile_falls_back_to_eager_with_one_warning(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no backend here")
+        return run
+    monkeypatch.setattr(losses, 'COMPILE_ON', ('cpu',))
+    monkeypatch.setattr(losses, '_compiled', {})
+    monkeypatch.setattr(losses.torch, 'compile', broken_compile)
+    z = condensed_ish(2, 7, 5, seed=5)
+    with pytest.warns(UserWarning, match='torch.compile of _whole_tile failed .*no backend here.*eagerly'):
+        value, grad = value_and_grad(dispersion, z)
+    ref_value, ref_grad = value_and_grad(ref_dispersion, z)
+    torch.testing.assert_close(value, ref_value, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-12)
+    assert losses._compiled[losses._whole_tile] is False
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # once only: the next call goes straight to eager
+        value_and_grad(dispersion, z)
 
 
 @pytest.mark.parametrize('name', list(REGULARIZERS))
