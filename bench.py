@@ -137,6 +137,8 @@ def make_optimizer(model):
 optimizer = make_optimizer(raw_model)
 hf_optimizer = make_optimizer(hf_model) if hf else None
 model = torch.compile(raw_model) if compile else raw_model
+if not compile:  # as train.py: eager means the regularizer's tiles too
+    losses.COMPILE_ON = ()
 reg_kwargs = {'dispersion': {'clamp': reg_clamp}, 'orthogonalization': {'clamp': reg_clamp}}  # as train.py
 
 

@@ -85,7 +85,7 @@ kd_temperature = 2.0
 # system
 device = 'auto'              # 'auto' = cuda if available, else cpu
 dtype = 'auto'               # 'auto' = bfloat16 on CUDA when supported, else float32 | float16 | float32
-compile = None               # torch.compile; None = on for CUDA, off on CPU
+compile = None               # torch.compile the model (and, on CUDA, the regularizer's tiles); None = on for CUDA
 seed = 1337
 # -----------------------------------------------------------------------------
 from configurator import configure, die  # noqa: E402
@@ -319,6 +319,8 @@ def forget_embedding(at_step):
 model = raw_model
 if compile:
     model = torch.compile(model)
+else:  # compile=False runs everything eagerly, the regularizer's fused tiles included (losses.COMPILE_ON)
+    losses.COMPILE_ON = ()
 if ddp:
     model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
 

@@ -240,12 +240,22 @@ def test_gradcheck_custom_function(kind, block_elements, monkeypatch):
     assert torch.autograd.gradcheck(fn, (z,), eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
-@pytest.mark.skipif(shutil.which('c++') is None and shutil.which('g++') is None,
-                    reason="torch.compile on CPU needs a C++ compiler")
+def inductor_compiles_on_cpu():
+    if shutil.which('c++') is None and shutil.which('g++') is None:
+        return False
+    try:
+        x = torch.arange(4.0)
+        return torch.equal(torch.compile(lambda t: t * 2 + 1)(x), x * 2 + 1)
+    except Exception:  # noqa: BLE001 (a machine without what inductor's C++ backend needs)
+        return False
+
+
 def test_fused_tiles_match_the_naive_formulas(monkeypatch):
     # on CUDA each tile's elementwise chain runs through torch.compile; here the same fused functions are
     # compiled for the CPU (inductor's C++ backend) and checked against the naive float64 transcriptions,
     # for the kept-W path and for row-slab tiles (diagonal offset r0 > 0, a short last tile)
+    if not inductor_compiles_on_cpu():
+        pytest.skip("torch.compile cannot build CPU kernels on this machine (no C++ toolchain)")
     monkeypatch.setattr(losses, 'COMPILE_ON', ('cpu',))
     monkeypatch.setattr(losses, '_compiled', {})
     graphs_before = torch._dynamo.utils.counters['stats']['unique_graphs']
