@@ -23,6 +23,7 @@ Everything is computed in float32 (float64 if the input is float64), whatever th
 whatever autocast says: arccos near +-1 and logsumexp are where bfloat16 goes wrong.
 """
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -195,8 +196,9 @@ def _run(fn, c, *args):
         _compiled[fn] = torch.compile(_FUSED[fn], dynamic=True)
     try:
         return _compiled[fn](c, *args)
+    except torch.OutOfMemoryError:
+        raise  # not the compiler's fault: eager would need the memory too
     except Exception as e:  # noqa: BLE001 (any compiler failure: the eager path computes the same)
-        import warnings
         first_line = str(e).splitlines()[0] if str(e) else ''
         warnings.warn(f"losses.py: torch.compile of {fn.__name__} failed ({type(e).__name__}: {first_line}); "
                       f"running it eagerly")
