@@ -73,7 +73,7 @@ def _check_positive(**values):
 
 
 # -----------------------------------------------------------------------------
-# the cosine-based losses: one memory-lean autograd Function
+# the pair losses, tile by tile over the [B, T, T] pair matrix: the tiles' math, then its fused versions
 
 def _blocks(B, T, device):
     """Tiles (b0, b1, r0, r1) of the [B, T, T] pair matrix with at most _TILE_ENTRIES entries each
@@ -93,7 +93,11 @@ def _pair_terms(c, r0, kind, tau, clamp, margin):
     """A tile c of cosines (rows r0.. of some sequences; consumed in place) -> (t, ct, m).
     dispersion, infonce_cos: t = exp(x - m), x the logits, m (b, 1, 1) the log-sum-exp shift: the logits'
     upper bound when exp cannot underflow below it, else their max per sequence over the tile; orthogonalization:
-    t = max(0, margin - D), m = None. ct: the clamped cosines (None for infonce_cos: no arccos)."""
+    t = max(0, margin - D), m = None; decorrelation: t = c, m = None (both with a zero diagonal). ct: the
+    clamped cosines (None where there is no arccos)."""
+    if kind == 'decorrelation':  # t = c itself, squared later; no clamp, no arccos
+        c.diagonal(offset=r0, dim1=1, dim2=2).fill_(0)
+        return c, None, None
     if kind == 'infonce_cos':
         x, ct = c.mul_(1 / tau), None  # all pairs, the diagonal included
     else:
@@ -122,6 +126,8 @@ def _pair_weights(t, ct, m, lse, kind, tau, T):
     over all pairs. Straight-through clamp: arccos' is evaluated at the clamped ct, nothing is zeroed."""
     if kind == 'infonce_cos':  # softmax / tau
         return t, torch.exp(m - lse) / tau
+    if kind == 'decorrelation':  # 2 c / #pairs
+        return t, torch.full_like(t[:, :1, :1], 2 / (T * (T - 1)))
     one_minus_sq = torch.addcmul(ct.new_ones(()), ct, ct, value=-1, out=ct)
     w = t.mul_(one_minus_sq.rsqrt_())  # -arccos'(ct) = 1 / sqrt(1 - ct^2)
     if kind == 'dispersion':  # softmax / (pi tau sqrt(1 - ct^2))
@@ -130,10 +136,12 @@ def _pair_weights(t, ct, m, lse, kind, tau, T):
     return w, torch.full_like(t[:, :1, :1], 2 / (math.pi * T * (T - 1)))
 
 
+_MEAN_OF_SQUARES = ('orthogonalization', 'decorrelation')  # loss_b = mean_{i!=j} t_ij^2; the others: a log-sum
+
+
 def _row_stat(t, m, kind):
-    """Per row i of a tile: log sum_j exp(x_ij) from t = exp(x - m), or for orthogonalization the sum of the
-    squared hinges t."""
-    return t.square().sum(dim=2) if kind == 'orthogonalization' else t.sum(dim=2).log_().add_(m.flatten(1))
+    """Per row i of a tile: log sum_j exp(x_ij) from t = exp(x - m), or sum_j t_ij^2."""
+    return t.square().sum(dim=2) if kind in _MEAN_OF_SQUARES else t.sum(dim=2).log_().add_(m.flatten(1))
 
 
 def _tile_row_stat(c, r0, kind, tau, clamp, margin):
@@ -143,8 +151,8 @@ def _tile_row_stat(c, r0, kind, tau, clamp, margin):
 
 
 def _log_sums(row_stat, kind):
-    """Per sequence, log of the sum over all pairs (B, 1, 1); None for orthogonalization, which is a plain mean."""
-    return None if kind == 'orthogonalization' else torch.logsumexp(row_stat, dim=1)[:, None, None]
+    """Per sequence, log of the sum over all pairs (B, 1, 1); None for a mean of squares."""
+    return None if kind in _MEAN_OF_SQUARES else torch.logsumexp(row_stat, dim=1)[:, None, None]
 
 
 def _whole_tile(c, kind, tau, clamp, margin):
@@ -162,13 +170,52 @@ def _tile_weights(c, r0, lse, kind, tau, clamp, margin):
     return _pair_weights(t, ct, m, lse, kind, tau, c.shape[-1])
 
 
+# l2-repel's tiles: squared distances from the Gram matrix of the (centered) tokens
+
+_L2_FLOOR = -60.0  # terms below e^-60 of their row's largest are floored there: far pairs would otherwise give
+                   # denormal floats, 10-100x slower on CPU (in backward's matmul too), for a change < T e^-60
+
+
+def _l2_terms(g, sq_rows, sq, r0, tau):
+    """One tile of Gram entries g = u_rows u^T (b, rows, T; consumed in place) -> (t, m): the logits
+    x_ij = -||u_i - u_j||^2 / tau, m (b, rows, 1) their row max over j != i, t = exp(max(x - m, -60)) with a
+    zero diagonal."""
+    x = g.mul_(2).sub_(sq_rows[:, :, None]).sub_(sq[:, None, :]).clamp_max_(0).mul_(1 / tau)
+    x.diagonal(offset=r0, dim1=1, dim2=2).fill_(-math.inf)  # i = j is not a pair
+    m = x.amax(dim=2, keepdim=True)
+    t = x.sub_(m).clamp_min_(_L2_FLOOR).exp_()
+    t.diagonal(offset=r0, dim1=1, dim2=2).fill_(0)
+    return t, m
+
+
+def _l2_tile_row_stat(g, sq_rows, sq, r0, tau):
+    """Forward on one tile: per row i, log sum_{j != i} exp(x_ij)."""
+    t, m = _l2_terms(g, sq_rows, sq, r0, tau)
+    return t.sum(dim=2).log_().add_(m.squeeze(2))
+
+
+def _l2_tile_weights(g, sq_rows, sq, r0, lse, tau):
+    """Backward on one tile: (P, r), P_ij = exp(x_ij - lse_b) = d lse_b / d x_ij and r its row sums."""
+    t, m = _l2_terms(g, sq_rows, sq, r0, tau)
+    w = t.mul_(torch.exp(m - lse))
+    return w, w.sum(dim=2, keepdim=True)
+
+
+def _l2_whole_tile(g, sq, tau):
+    """Forward when the whole [B, T, T] matrix is one tile small enough to keep: (row_stat, P, r)."""
+    t, m = _l2_terms(g, sq, sq, 0, tau)
+    row_stat = t.sum(dim=2).log_().add_(m.squeeze(2))
+    w = t.mul_(torch.exp(m - torch.logsumexp(row_stat, dim=1)[:, None, None]))
+    return row_stat, w, w.sum(dim=2, keepdim=True)
+
+
 # On CUDA the elementwise chain of each tile (clamp, arccos, exp, the row sums, the weights) runs as one or two
 # fused kernels made by torch.compile, instead of a dozen passes over the [B, T, T] tile in eager mode: the
 # loss then costs little more than its matmuls. The fused versions work on a copy of the tile, which inductor
 # never materializes, so the eager helpers above stay the single definition of the math (and the input is
 # left intact for the eager fallback). Set COMPILE_ON = () to run eagerly everywhere; if compiling fails (no
-# Triton, say), the loss warns once and runs eagerly. (Three functions, not one generic wrapper: dynamo's
-# recompile limit counts per function.)
+# Triton, say), the loss warns once and runs eagerly. (One wrapper per helper, not one generic
+# wrapper: dynamo's recompile limit counts per function.)
 COMPILE_ON = ('cuda',)
 
 
@@ -184,7 +231,21 @@ def _fused_tile_weights(c, *args):
     return _tile_weights(c.clone(), *args)
 
 
-_FUSED = {_whole_tile: _fused_whole_tile, _tile_row_stat: _fused_tile_row_stat, _tile_weights: _fused_tile_weights}
+def _fused_l2_whole_tile(g, *args):
+    return _l2_whole_tile(g.clone(), *args)
+
+
+def _fused_l2_tile_row_stat(g, *args):
+    return _l2_tile_row_stat(g.clone(), *args)
+
+
+def _fused_l2_tile_weights(g, *args):
+    return _l2_tile_weights(g.clone(), *args)
+
+
+_FUSED = {_whole_tile: _fused_whole_tile, _tile_row_stat: _fused_tile_row_stat, _tile_weights: _fused_tile_weights,
+          _l2_whole_tile: _fused_l2_whole_tile, _l2_tile_row_stat: _fused_l2_tile_row_stat,
+          _l2_tile_weights: _fused_l2_tile_weights}
 _compiled = {}  # eager helper -> its compiled fused version, or False once compiling it failed
 
 
@@ -207,11 +268,12 @@ def _run(fn, c, *args):
 
 
 class _CosinePairLoss(torch.autograd.Function):
-    """mean_b loss_b of one of three losses of the within-sequence cosine matrix c = zhat zhat^T:
+    """mean_b loss_b of one of four losses of the within-sequence cosine matrix c = zhat zhat^T:
 
         'dispersion'         loss_b = log mean_{i!=j} exp(-arccos(ct_ij) / (pi tau))
         'orthogonalization'  loss_b = mean_{i!=j} max(0, margin - arccos(ct_ij) / pi)^2
         'infonce_cos'        loss_b = log mean_{i,j} exp(c_ij / tau)
+        'decorrelation'      loss_b = mean_{i!=j} c_ij^2      (z centered over features first: c = correlation)
 
     ct = c clamped to [-1+clamp, 1-clamp] with the straight-through trick: the value uses ct, the
     gradient flows as if there were no clamp, with arccos' evaluated at ct (so finite at c = +-1).
@@ -241,7 +303,7 @@ class _CosinePairLoss(torch.autograd.Function):
                 c = torch.bmm(zhat[b0:b1, r0:r1], zhat[b0:b1].transpose(1, 2))  # (b, rows, T)
                 row_stat[b0:b1, r0:r1] = _run(_tile_row_stat, c, r0, kind, tau, clamp, margin)
         lse = _log_sums(row_stat, kind)
-        if kind == 'orthogonalization':
+        if kind in _MEAN_OF_SQUARES:
             per_seq = row_stat.sum(dim=1) / (T * (T - 1))
         else:  # log mean = log sum - log(#pairs): the paper's log-sum less a constant, so the same gradients
             per_seq = lse.flatten() - math.log(T * T if kind == 'infonce_cos' else T * (T - 1))
@@ -326,8 +388,77 @@ def infonce_cos(z, tau=1.0, max_tokens=None, generator=None):
         return _CosinePairLoss.apply(z, 'infonce_cos', float(tau), 0.0, 0.0)
 
 
+def decorrelation(z, max_tokens=None, generator=None):
+    """Decorrelation (Table 1, "Ours"): sum_{m!=n} Cov_mn^2 with Z_c = (Z - mu) / sigma.
+
+    As in the official code, each TOKEN is standardized over its d features (unbiased std) and
+    C = Z_c Z_c^T / (d - 1) is the [T, T] token-token correlation; the loss is mean_{i!=j} C_ij^2,
+    averaged over the batch (the official code means where the paper sums: a constant factor). The
+    paper's text and Figure 6b speak of decorrelating feature dimensions (a [d, d] matrix); the code that
+    produced its numbers does tokens, and so do we.
+
+    Invariant to a positive rescaling and to a shift (by a multiple of the all-ones vector) of each
+    token, and to permuting features, but not to a general rotation of feature space (the per-token
+    mean over features is not rotation invariant). A constant token (zero variance) counts as
+    uncorrelated with everything instead of producing NaN.
+
+    C_ij is the cosine of the two tokens once each is centered over its features (the (d - 1) and the
+    standard deviations cancel), so this runs through the same memory-lean pair function as the angular
+    losses, on the centered tokens.
+    """
+    z = _prepare(z, max_tokens, generator)
+    if z.shape[-1] < 2:
+        raise ValueError(f"decorrelation needs at least 2 features, got d={z.shape[-1]}")
+    with _no_autocast(z):
+        return _CosinePairLoss.apply(z - z.mean(dim=-1, keepdim=True), 'decorrelation', 1.0, 0.0, 0.0)
+
+
 # -----------------------------------------------------------------------------
-# the other alternatives: plain autograd (no arccos, nothing to save on)
+# l2-repel: the same tiling over squared distances
+
+class _L2PairLoss(torch.autograd.Function):
+    """mean_b of loss_b = log mean_{i!=j} exp(-||u_i - u_j||^2 / tau), u [B, T, d], tiled as _CosinePairLoss.
+
+    With P the softmax over the pairs of a sequence (symmetric) and r_i = sum_j P_ij, the gradient is
+    d loss_b / d u_i = -(4 / tau) (r_i u_i - (P u)_i): one matmul per tile, P kept from forward when the whole
+    matrix is small (_KEEP_ENTRIES), else recomputed tile by tile in backward.
+    """
+
+    @staticmethod
+    def forward(ctx, u, tau):
+        B, T, _ = u.shape
+        sq = u.square().sum(dim=-1)  # (B, T)
+        weights = row_sums = None
+        tiles = list(_blocks(B, T, u.device))
+        if len(tiles) == 1 and B * T * T <= _KEEP_ENTRIES and ctx.needs_input_grad[0]:
+            row_stat, weights, row_sums = _run(_l2_whole_tile, torch.bmm(u, u.transpose(1, 2)), sq, tau)
+        else:
+            row_stat = u.new_empty(B, T)
+            for b0, b1, r0, r1 in tiles:
+                g = torch.bmm(u[b0:b1, r0:r1], u[b0:b1].transpose(1, 2))
+                row_stat[b0:b1, r0:r1] = _run(_l2_tile_row_stat, g, sq[b0:b1, r0:r1], sq[b0:b1], r0, tau)
+        lse = torch.logsumexp(row_stat, dim=1)[:, None, None]
+        ctx.save_for_backward(u, sq, lse, weights, row_sums)
+        ctx.tau = tau
+        return (lse.flatten() - math.log(T * (T - 1))).mean()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        u, sq, lse, weights, row_sums = ctx.saved_tensors
+        B, T, _ = u.shape
+        with _no_autocast(u):
+            if weights is not None:
+                pu = torch.bmm(weights, u)
+            else:
+                pu, row_sums = torch.empty_like(u), u.new_empty(B, T, 1)
+                for b0, b1, r0, r1 in _blocks(B, T, u.device):
+                    g = torch.bmm(u[b0:b1, r0:r1], u[b0:b1].transpose(1, 2))
+                    w, r = _run(_l2_tile_weights, g, sq[b0:b1, r0:r1], sq[b0:b1], r0, lse[b0:b1], ctx.tau)
+                    torch.bmm(w, u[b0:b1], out=pu[b0:b1, r0:r1])
+                    row_sums[b0:b1, r0:r1] = r
+            return (row_sums * u - pu).mul_(grad_out * (-4.0 / (ctx.tau * B))), None
+
 
 def l2_repel(z, tau=1.0, norm_coeff=0.1, max_tokens=None, generator=None):
     """l2-repel (Table 1, "Ours"), per sequence:
@@ -346,50 +477,11 @@ def l2_repel(z, tau=1.0, norm_coeff=0.1, max_tokens=None, generator=None):
     _check_positive(tau=tau)
     z = _prepare(z, max_tokens, generator)
     with _no_autocast(z):
-        B, T, _ = z.shape
         # ||z_i - z_j||^2 from one matmul. Distances ignore a shift shared by the sequence, so center it
         # first: the Gram trick then cancels ||z - mean||^2, not ||z||^2 (hidden states have large shared
         # offsets, which would cost float32 digits exactly where the near pairs, the ones that count, are)
-        c = z - z.mean(dim=1, keepdim=True)
-        sq = c.square().sum(dim=-1)  # (B, T)
-        dist2 = (sq[:, :, None] + sq[:, None, :] - 2 * torch.bmm(c, c.transpose(1, 2))).clamp_min(0)
-        logits = dist2 * (-1 / tau)
-        # logsumexp over i != j by hand: far pairs have logits hundreds below the nearest pair's, and
-        # their exp would be denormal floats, which run 10-100x slower on CPU (also in the matmul of
-        # backward). Flooring at e^-60 of the largest term changes the sum by < T^2 e^-60: nothing.
-        # (The cap at 0 only touches the diagonal, which the mask then drops.)
-        off_diag = ~torch.eye(T, dtype=torch.bool, device=z.device)
-        shift = logits.detach().masked_fill(~off_diag, -math.inf).amax(dim=(1, 2), keepdim=True)
-        terms = (logits - shift).clamp(-60, 0).exp() * off_diag
-        per_seq = terms.sum(dim=(1, 2)).log() + shift.flatten() - math.log(T * (T - 1))
-        return per_seq.mean() + norm_coeff * z.square().mean()
-
-
-def decorrelation(z, max_tokens=None, generator=None):
-    """Decorrelation (Table 1, "Ours"): sum_{m!=n} Cov_mn^2 with Z_c = (Z - mu) / sigma.
-
-    As in the official code, each TOKEN is standardized over its d features (unbiased std) and
-    C = Z_c Z_c^T / (d - 1) is the [T, T] token-token correlation; the loss is mean_{i!=j} C_ij^2,
-    averaged over the batch (the official code means where the paper sums: a constant factor). The
-    paper's text and Figure 6b speak of decorrelating feature dimensions (a [d, d] matrix); the code that
-    produced its numbers does tokens, and so do we.
-
-    Invariant to a positive rescaling and to a shift (by a multiple of the all-ones vector) of each
-    token, and to permuting features, but not to a general rotation of feature space (the per-token
-    mean over features is not rotation invariant). A constant token (zero variance) counts as
-    uncorrelated with everything instead of producing NaN.
-    """
-    z = _prepare(z, max_tokens, generator)
-    B, T, d = z.shape
-    if d < 2:
-        raise ValueError(f"decorrelation needs at least 2 features, got d={d}")
-    with _no_autocast(z):
-        centered = z - z.mean(dim=-1, keepdim=True)
-        var = centered.square().sum(dim=-1, keepdim=True) / (d - 1)
-        standardized = centered * var.clamp_min(_NORM_FLOOR ** 2).rsqrt()
-        corr = torch.bmm(standardized, standardized.transpose(1, 2)) / (d - 1)  # (B, T, T)
-        off_diag = ~torch.eye(T, dtype=torch.bool, device=z.device)
-        return (corr.square() * off_diag).sum(dim=(1, 2)).mean() / (T * (T - 1))
+        centered = z - z.mean(dim=1, keepdim=True)
+        return _L2PairLoss.apply(centered, float(tau)) + norm_coeff * z.square().mean()
 
 
 # -----------------------------------------------------------------------------
