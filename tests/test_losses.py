@@ -521,7 +521,7 @@ def test_bad_shapes_are_one_line_errors():
 
 
 # -----------------------------------------------------------------------------
-# memory: what the cosine losses keep for backward grows with B*T*d, not B*T^2
+# memory: what every pair loss keeps for backward grows with B*T*d, not B*T^2
 
 @pytest.mark.parametrize('kind', list(REGULARIZERS))
 def test_saved_for_backward_is_linear_in_tokens(kind, monkeypatch):
