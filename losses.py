@@ -192,10 +192,14 @@ def _l2_terms(g, sq_rows, sq, r0, tau):
     return t, m
 
 
-def _l2_tile_row_stat(g, sq_rows, sq, r0, tau):
-    """Forward on one tile: per row i, log sum_{j != i} exp(x_ij)."""
-    t, m = _l2_terms(g, sq_rows, sq, r0, tau)
+def _l2_row_stat(t, m):
+    """Per row i of a tile: log sum_{j != i} exp(x_ij) from t = exp(x - m)."""
     return t.sum(dim=2).log_().add_(m.squeeze(2))
+
+
+def _l2_tile_row_stat(g, sq_rows, sq, r0, tau):
+    """Forward on one tile: its rows' statistic."""
+    return _l2_row_stat(*_l2_terms(g, sq_rows, sq, r0, tau))
 
 
 def _l2_tile_weights(g, sq_rows, sq, r0, lse, tau):
@@ -208,7 +212,7 @@ def _l2_tile_weights(g, sq_rows, sq, r0, lse, tau):
 def _l2_whole_tile(g, sq, tau):
     """Forward when the whole [B, T, T] matrix is one tile small enough to keep: (row_stat, P, r)."""
     t, m = _l2_terms(g, sq, sq, 0, tau)
-    row_stat = t.sum(dim=2).log_().add_(m.squeeze(2))
+    row_stat = _l2_row_stat(t, m)
     w = t.mul_(torch.exp(m - torch.logsumexp(row_stat, dim=1)[:, None, None]))
     return row_stat, w, w.sum(dim=2, keepdim=True)
 
@@ -257,7 +261,8 @@ def _run(fn, c, *args):
     """fn(c, *args); on the devices in COMPILE_ON, its fused version instead."""
     if c.device.type not in COMPILE_ON or _compiled.get(fn) is False:
         return fn(c, *args)
-    if fn not in _compiled:  # dynamic shapes: a tile of another size or diagonal offset needs no recompile
+    if fn not in _compiled:  # dynamic shapes: other tile sizes and diagonal offsets share a graph (0 and 1 get
+                             # their own: dynamo specializes them), and a run uses one loss
         _compiled[fn] = torch.compile(_FUSED[fn], dynamic=True)
     try:
         return _compiled[fn](c, *args)
