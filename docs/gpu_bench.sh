@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU, about 6 minutes, torch.compile included: the numbers of the README's performance section.
+# One GPU, about 5 minutes, torch.compile included: the numbers of the README's performance section.
 #  1. docs/gpu_loss_check.py: the fused losses (losses.py's default on CUDA) equal the eager ones, and the
 #     loss alone, forward + backward, fused vs eager.
 #  2. bench.py, GPT-2 small (12 x 768, vocab 50257, 124M) at T=1024, B=16 (the official per-device batch), bf16
