@@ -3,23 +3,34 @@ Configuration for every script: module-level defaults, then a config file, then 
 
     python train.py config/midtrain_gpt2_disp.py --batch_size=8 --reg_coeff 0.5
 
-Each script keeps its defaults as plain module-level names at the top of the file and calls
+A script writes its defaults as plain module-level names at the top, annotated where a default alone does not
+say what it accepts, and calls configure() right after them:
 
+    batch_size = 8                 # an int: only ints
+    mlp_hidden: int | None = None  # the annotation is the type check
     config = configure(globals())
 
-which (1) executes the optional config file (plain Python assignments; it may import shared settings,
-e.g. `from config.midtrain_gpt2 import *`), (2) applies `--key=value` or `--key value` overrides, parsed as
-Python literals (a bare word stays a string), (3) type-checks every changed key against its default, and
-(4) writes the result back into the script's globals. Any mistake (unknown key, wrong type, missing file)
-is one line on stderr and exit code 2, before the script has touched data, network or disk.
+The keys are the names defined before that call (nanoGPT's config_keys snapshot): anything defined later, and
+any ALL_CAPS module constant, is never a key. configure() (1) runs the optional config file (plain Python
+assignments; it may import its family's base, `from config.midtrain_gpt2 import *`), (2) applies `--key=value`
+or `--key value` overrides, parsed as Python literals (a bare word stays a string), (3) type-checks each against
+its annotation, else its default's type (an int is fine for a float; a None default without annotation takes
+any literal), and (4) writes the result back into the script's globals. Any mistake (unknown key, wrong type,
+missing file) is one line on stderr and exit code 2, before the script has touched data, network or disk.
+
+A script that must be importable without reading the command line (measure.py, eval.py: train.py imports
+their functions) takes the snapshot at the same place, `CONFIG_KEYS = config_keys(globals())`, and configures
+later in main() with `configure(globals(), keys=CONFIG_KEYS)`.
 """
 
 import ast
 import difflib
 import os
 import sys
+import types as pytypes
+import typing
 
-_CONFIG_TYPES = (int, float, bool, str, type(None), list, tuple)
+CONFIG_TYPES = (int, float, bool, str, type(None), list, tuple)
 
 
 def die(msg, code=1):
@@ -28,8 +39,34 @@ def die(msg, code=1):
     sys.exit(code)
 
 
-def _type_name(types):
-    return " or ".join("None" if t is type(None) else t.__name__ for t in types)
+def one_line(e):
+    """An exception as one line: its message's first line, after the type name unless it is one of the kinds our
+    code raises with a full sentence (ValueError, FileNotFoundError)."""
+    lines = str(e).strip().splitlines()
+    first = lines[0].strip() if lines else ''
+    if not first:
+        return type(e).__name__
+    return first if type(e) in (ValueError, FileNotFoundError) else f"{type(e).__name__}: {first}"
+
+
+def config_keys(namespace):
+    """The names of `namespace` (a script's globals()) that are config keys now: public, not ALL_CAPS, holding a
+    literal (number, bool, str, None, list, tuple). Modules, functions and classes never are."""
+    return [k for k, v in namespace.items()
+            if not k.startswith('_') and not k.isupper() and isinstance(v, CONFIG_TYPES)]
+
+
+def _allowed_types(annotation):
+    """An annotation (int, int | None, typing.Optional[int], list[int], ...) -> tuple of plain types."""
+    if isinstance(annotation, pytypes.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return tuple(t for a in typing.get_args(annotation) for t in _allowed_types(a))
+    if annotation is None:
+        return (type(None),)
+    return (typing.get_origin(annotation) or annotation,)
+
+
+def _type_name(allowed):
+    return " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
 
 
 def _check(key, value, allowed):
@@ -57,18 +94,22 @@ def _parse_value(text):
         return text  # a bare word such as --dataset=pydocs is a string
 
 
-def configure(namespace, argv=None, types=None):
-    """Resolve the config of a script. `namespace` is the script's globals(); returns the resolved dict."""
+def configure(namespace, argv=None, keys=None, types=None):
+    """Resolve the config of a script. namespace: its globals(); keys: its config keys (default: the snapshot
+    config_keys(namespace) now); types: {key: tuple of types}, for a key whose annotation cannot say it.
+    Returns the resolved {key: value} dict."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    types = types or {}
-    defaults = {k: v for k, v in namespace.items()
-                if not k.startswith("_") and isinstance(v, _CONFIG_TYPES)}
+    keys = config_keys(namespace) if keys is None else list(keys)
+    annotations = namespace.get('__annotations__', {})
+    defaults = {k: namespace[k] for k in keys}
     allowed = {}
     for k, v in defaults.items():
-        if k in types:
+        if types and k in types:
             allowed[k] = tuple(types[k])
-        elif v is None:  # None defaults accept any literal (e.g. reg_max_tokens=None or 256)
-            allowed[k] = _CONFIG_TYPES
+        elif k in annotations:
+            allowed[k] = _allowed_types(annotations[k])
+        elif v is None:  # a None default without annotation accepts any literal
+            allowed[k] = CONFIG_TYPES
         elif isinstance(v, (list, tuple)):
             allowed[k] = (list, tuple)
         else:
@@ -99,7 +140,7 @@ def configure(namespace, argv=None, types=None):
         except Exception as e:  # a broken config file is a config error, reported on one line
             die(f"config file '{path}' failed: {type(e).__name__}: {e}", 2)
         for k, v in scope.items():
-            if k.startswith("_") or not isinstance(v, _CONFIG_TYPES):
+            if k.startswith("_") or not isinstance(v, CONFIG_TYPES):
                 continue  # modules, functions and private helpers of the config file are not keys
             if k not in defaults:
                 unknown(k)

@@ -1,6 +1,10 @@
-# Table 4, dispersion with reg_coeff = 1.0 (GPT2 mid-training setting; the other values of the table are
-# config/midtrain_gpt2_disp.py (lambda 0.1, tau 1) and the files beside this one).
+# Table 4, GPT2 mid-training with dispersion with lambda = 1.0 (config/midtrain_gpt2_disp.py is the row lambda 0.1, tau 1).
 #   torchrun --standalone --nproc_per_node=8 train.py config/midtrain_gpt2_disp_lambda1p0.py
-from config.midtrain_gpt2_disp import *
+# Hardware: one A100/H100 GPU-hour. Everything else: config/midtrain_gpt2.py
+from config.midtrain_gpt2 import *
 out_dir = 'out/midtrain_gpt2_disp_lambda1p0'
+reg = 'dispersion'
 reg_coeff = 1.0
+reg_tau = 1.0
+reg_loc = 'all'
+reg_max_tokens = 256

@@ -1,6 +1,10 @@
-# Table 4, dispersion with reg_tau = 0.1 (GPT2 mid-training setting; the other values of the table are
-# config/midtrain_gpt2_disp.py (lambda 0.1, tau 1) and the files beside this one).
+# Table 4, GPT2 mid-training with dispersion with tau = 0.1 (config/midtrain_gpt2_disp.py is the row lambda 0.1, tau 1).
 #   torchrun --standalone --nproc_per_node=8 train.py config/midtrain_gpt2_disp_tau0p1.py
-from config.midtrain_gpt2_disp import *
+# Hardware: one A100/H100 GPU-hour. Everything else: config/midtrain_gpt2.py
+from config.midtrain_gpt2 import *
 out_dir = 'out/midtrain_gpt2_disp_tau0p1'
+reg = 'dispersion'
+reg_coeff = 0.1
 reg_tau = 0.1
+reg_loc = 'all'
+reg_max_tokens = 256

@@ -1,6 +1,6 @@
 # Table 2, GPT2 mid-trained with L_train + orthogonalization.
 #   torchrun --standalone --nproc_per_node=8 train.py config/midtrain_gpt2_ortho.py
-# Hardware: one A100/H100 GPU-hour. Shared settings: config/midtrain_gpt2.py
+# Hardware: one A100/H100 GPU-hour. Everything else: config/midtrain_gpt2.py
 from config.midtrain_gpt2 import *
 out_dir = 'out/midtrain_gpt2_ortho'
 reg = 'orthogonalization'

@@ -1,6 +1,6 @@
-# Table 2, GPT2-m mid-trained with L_train + decorrelation.
+# Table 2, GPT2-m (gpt2-medium) mid-trained with L_train + decorrelation.
 #   torchrun --standalone --nproc_per_node=8 train.py config/midtrain_gpt2m_decor.py
-# Hardware: about 3 A100 GPU-hours. Shared settings: config/midtrain_gpt2m.py
+# Hardware: about 3 A100 GPU-hours. Everything else: config/midtrain_gpt2m.py
 from config.midtrain_gpt2m import *
 out_dir = 'out/midtrain_gpt2m_decor'
 reg = 'decorrelation'

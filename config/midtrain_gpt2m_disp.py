@@ -1,10 +1,10 @@
-# Table 2, GPT2-m mid-trained with L_train + dispersion loss (lambda 0.1, tau 1, every block, 256 tokens subsampled per sequence).
+# Table 2, GPT2-m (gpt2-medium) mid-trained with L_train + dispersion loss (lambda 0.1, tau 1, every block, 256 tokens subsampled per sequence).
 #   torchrun --standalone --nproc_per_node=8 train.py config/midtrain_gpt2m_disp.py
-# Hardware: about 3 A100 GPU-hours. Shared settings: config/midtrain_gpt2m.py
+# Hardware: about 3 A100 GPU-hours. Everything else: config/midtrain_gpt2m.py
 from config.midtrain_gpt2m import *
 out_dir = 'out/midtrain_gpt2m_disp'
 reg = 'dispersion'
 reg_coeff = 0.1              # lambda_disp (Table 4's best)
 reg_tau = 1.0
-reg_loc = 'all'
-reg_max_tokens = 256         # as the official runs
+reg_loc = 'all'              # every block's output
+reg_max_tokens = 256         # the official loss subsamples 256 tokens per sequence

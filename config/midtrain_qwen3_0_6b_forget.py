@@ -1,8 +1,8 @@
 # Table 2, Qwen3-0.6B mid-trained with L_train + active forgetting (token embedding re-drawn every 1000 steps, its own lr cycle).
 #   torchrun --standalone --nproc_per_node=8 train.py config/midtrain_qwen3_0_6b_forget.py
-# Hardware: about 5 A100 GPU-hours. Shared settings: config/midtrain_qwen3_0_6b.py
+# Hardware: about 5 A100 GPU-hours. Everything else: config/midtrain_qwen3_0_6b.py
 from config.midtrain_qwen3_0_6b import *
 out_dir = 'out/midtrain_qwen3_0_6b_forget'
 active_forgetting_every = 1000
-af_emb_lr = 5e-5
-af_emb_warmup_frac = 0.08
+af_emb_lr = 5e-5             # the embedding's own peak lr (official --af-emb-peak-lr)
+af_emb_warmup_frac = 0.08    # official --af-emb-warmup-ratio

@@ -1,6 +1,6 @@
 # Table 2, Qwen3-0.6B mid-trained with L_train + orthogonalization.
 #   torchrun --standalone --nproc_per_node=8 train.py config/midtrain_qwen3_0_6b_ortho.py
-# Hardware: about 5 A100 GPU-hours. Shared settings: config/midtrain_qwen3_0_6b.py
+# Hardware: about 5 A100 GPU-hours. Everything else: config/midtrain_qwen3_0_6b.py
 from config.midtrain_qwen3_0_6b import *
 out_dir = 'out/midtrain_qwen3_0_6b_ortho'
 reg = 'orthogonalization'

@@ -1,10 +1,10 @@
 # Table 2, Qwen3-1.7B mid-trained with L_train + dispersion loss (lambda 0.1, tau 1, every block, 256 tokens subsampled per sequence).
 #   torchrun --standalone --nproc_per_node=8 train.py config/midtrain_qwen3_1_7b_disp.py
-# Hardware: about 10 A100 GPU-hours. Shared settings: config/midtrain_qwen3_1_7b.py
+# Hardware: about 10 A100 GPU-hours. Everything else: config/midtrain_qwen3_1_7b.py
 from config.midtrain_qwen3_1_7b import *
 out_dir = 'out/midtrain_qwen3_1_7b_disp'
 reg = 'dispersion'
 reg_coeff = 0.1              # lambda_disp (Table 4's best)
 reg_tau = 1.0
-reg_loc = 'all'
-reg_max_tokens = 256         # as the official runs
+reg_loc = 'all'              # every block's output
+reg_max_tokens = 256         # the official loss subsamples 256 tokens per sequence

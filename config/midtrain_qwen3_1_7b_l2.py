@@ -1,6 +1,6 @@
 # Table 2, Qwen3-1.7B mid-trained with L_train + l2-repel.
 #   torchrun --standalone --nproc_per_node=8 train.py config/midtrain_qwen3_1_7b_l2.py
-# Hardware: about 10 A100 GPU-hours. Shared settings: config/midtrain_qwen3_1_7b.py
+# Hardware: about 10 A100 GPU-hours. Everything else: config/midtrain_qwen3_1_7b.py
 from config.midtrain_qwen3_1_7b import *
 out_dir = 'out/midtrain_qwen3_1_7b_l2'
 reg = 'l2_repel'

@@ -1,7 +1,9 @@
 # Figure 3, the controlled size study: GPT-2-like models pre-trained from scratch that differ ONLY in MLP width
 # (mlp_hidden = 64, 256, 1024, 4096: 69M, 73M, 87M, 143M parameters with the GPT-2 vocabulary); shared settings.
-# Official recipe (REFERENCE.md 4.4): gpt2 shape (12 x 768, 12 heads), dropout 0.1, FineWeb-Edu 1B tokens,
-# 1024-token windows, batch 16 x 8, lr 1e-5 (sic), cosine after a 20% warmup, wd 0.1, clip 1.0, bf16.
+# The official recipe (github.com/KrishnaswamyLab/LM-Dispersion,
+# lm_dispersion/pretrain_toy_gpt2_change_ffn/pretrain_toy_gpt2.py): the gpt2 config (12 x 768, 12 heads, dropout 0.1)
+# with only n_inner changed, random init, FineWeb-Edu 1B tokens, 1024-token windows, batch 16 x 8, lr 1e-5 (sic),
+# cosine after a 20% warmup, wd 0.1, clip 1.0, bf16.
 #   python data/fineweb_edu/prepare.py       # once, GPT-2 tokenizer
 #   torchrun --standalone --nproc_per_node=8 train.py config/pretrain_gpt2_mlp1024.py
 #   python measure.py --ckpt=out/pretrain_gpt2_mlp64,out/pretrain_gpt2_mlp256,...   # the trend

@@ -79,3 +79,33 @@ def test_unknown_key_in_config_file(tmp_path):
     r = _cli(tmp_path, "bad.py")
     assert r.returncode == 2 and "unknown config key 'lerning_rate'" in r.stderr
     assert "learning_rate" in r.stderr
+
+
+def test_keys_are_the_snapshot_and_never_constants(tmp_path):
+    """Names defined after configure() (or after the CONFIG_KEYS snapshot) and ALL_CAPS constants are not keys."""
+    script = tmp_path / "script.py"
+    script.write_text("NUM_BINS = 128\nbatch_size = 12\nfrom configurator import config_keys, configure\n"
+                      "CONFIG_KEYS = config_keys(globals())\nnorm_floor = 1e-3\n"
+                      "configure(globals(), keys=CONFIG_KEYS)\nprint('ok', batch_size)\n")
+    import os
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    run_script = lambda *a: subprocess.run([sys.executable, str(script), *a], cwd=tmp_path, capture_output=True,
+                                           text=True, env=env)
+    assert run_script("--batch_size=3").stdout.strip() == "ok 3"
+    for key in ("NUM_BINS", "norm_floor"):
+        r = run_script(f"--{key}=0")
+        assert r.returncode == 2 and f"unknown config key '{key}'" in r.stderr, r.stderr
+    help_text = run_script("--help").stdout
+    assert "--batch_size=12" in help_text and "NUM_BINS" not in help_text and "norm_floor" not in help_text
+
+
+def test_annotations_are_the_types():
+    ns = {"__annotations__": {"mlp_hidden": int | None, "reg_loc": str | list}, "mlp_hidden": None,
+          "reg_loc": "all", "anything": None}
+    configure(ns, argv=["--mlp_hidden=64", "--reg_loc=[1, 2]", "--anything=0.5"])
+    assert ns["mlp_hidden"] == 64 and ns["reg_loc"] == [1, 2] and ns["anything"] == 0.5
+    configure(ns, argv=["--mlp_hidden=None"])
+    assert ns["mlp_hidden"] is None
+    with pytest.raises(SystemExit) as e:
+        configure(ns, argv=["--mlp_hidden=wide"])
+    assert e.value.code == 2
