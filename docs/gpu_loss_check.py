@@ -1,6 +1,7 @@
 """
-The cosine losses on a GPU, fused (losses.py's default there) against eager: same values and gradients,
-then the time of the loss alone, forward + backward, on GPT-2 small's hidden states.
+The fast path of the losses on a GPU (losses_tiled.py, fused by torch.compile as train.py runs it there) against
+the same tiles eager: same values and gradients; then the time of the loss alone, forward + backward, on GPT-2
+small's hidden states, fused vs eager tiles.
 
     python docs/gpu_loss_check.py          # one CUDA GPU, about a minute (most of it compiling)
     python docs/gpu_loss_check.py --check  # only the equality checks
@@ -15,27 +16,26 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 import losses  # noqa: E402
+import losses_tiled  # noqa: E402
 
 assert torch.cuda.is_available(), "needs a CUDA GPU"
 torch.backends.cuda.matmul.allow_tf32 = True  # as train.py and bench.py
 dev = 'cuda'
 
 
-def value_and_grad(name, z, **kw):
+def value_and_grad(name, z, fuse, **kw):
     z = z.detach().clone().requires_grad_()
-    value = losses.REGULARIZERS[name](z, **kw)
+    value = losses.hidden_reg_loss([z, z], name, loc='last', impl='tiled', fuse=fuse, **kw)  # the tiles on z
     value.backward()
     return value.detach(), z.grad
 
 
 def check(name, z, kw):
-    losses.COMPILE_ON = ()
-    v0, g0 = value_and_grad(name, z, **kw)
-    losses.COMPILE_ON = ('cuda',)
+    v0, g0 = value_and_grad(name, z, False, **kw)
     torch._dynamo.reset()  # a run uses one loss: cycling through all of them would reach the recompile limit
-    v1, g1 = value_and_grad(name, z, **kw)
-    if any(v is False for v in losses._compiled.values()):
-        raise SystemExit(f"compiling failed for {name}: {losses._compiled}")
+    v1, g1 = value_and_grad(name, z, True, **kw)
+    if any(v is False for v in losses_tiled._compiled.values()):
+        raise SystemExit(f"compiling failed for {name}: {losses_tiled._compiled}")
     dv = (v1 - v0).abs().item()
     dg = ((g1 - g0).abs().max() / g0.abs().max()).item()
     print(f"  {name:18s} {tuple(z.shape)} value {v0.item():+.6f} | fused - eager: value {dv:.1e}, "
@@ -50,18 +50,17 @@ kws = {'dispersion': {'tau': 1.0, 'clamp': 0.1}, 'orthogonalization': {'clamp': 
        'decorrelation': {}, 'l2_repel': {'tau': 1.0}}
 for name, kw in kws.items():
     check(name, z, kw)  # W kept from forward (48 x 256^2 entries: one tile)
-keep, tile = losses._KEEP_ENTRIES, losses._TILE_ENTRIES['cuda']
-losses._KEEP_ENTRIES, losses._TILE_ENTRIES['cuda'] = 0, 100 * 256  # tiles of 100 rows: r0 = 0, 100, 200
+keep, tile = losses_tiled._KEEP_ENTRIES, losses_tiled._TILE_ENTRIES['cuda']
+losses_tiled._KEEP_ENTRIES, losses_tiled._TILE_ENTRIES['cuda'] = 0, 100 * 256  # tiles of 100 rows: r0 = 0, 100, 200
 for name, kw in kws.items():
     check(name, z[:5], kw)
-losses._KEEP_ENTRIES, losses._TILE_ENTRIES['cuda'] = keep, tile
+losses_tiled._KEEP_ENTRIES, losses_tiled._TILE_ENTRIES['cuda'] = keep, tile
 if '--check' in sys.argv:
     sys.exit(0)
 
 
 def time_loss(hidden, max_tokens, fused, n=20):
     """Median ms of hidden_reg_loss forward + backward over 12 layers, as train.py calls it."""
-    losses.COMPILE_ON = ('cuda',) if fused else ()
     gen = torch.Generator(device=dev).manual_seed(1)
     times = []
     for i in range(n + 3):
@@ -69,7 +68,7 @@ def time_loss(hidden, max_tokens, fused, n=20):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         loss = losses.hidden_reg_loss(h, 'dispersion', loc='all', tau=1.0, clamp=0.1, max_tokens=max_tokens,
-                                      generator=gen)
+                                      generator=gen, impl='tiled', fuse=fused)
         loss.backward()
         end.record()
         torch.cuda.synchronize()
