@@ -1,22 +1,28 @@
 """
-The two model families of the paper, GPT-2 and Qwen3, with weight import from / export to Hugging Face.
+The two model families of the paper, GPT-2 and Qwen3, as plain single-device PyTorch modules.
 
-    from model import from_pretrained, load_checkpoint, GPT, GPTConfig
+    from model import build_model, GPT, GPTConfig
+    model = build_model('gpt', vocab_size=50257, block_size=256, n_layer=6, n_head=6, n_embd=384)
+    logits, loss, hidden = model(idx, targets, return_hidden=True)   # hidden: n_layer + 1 tensors (B, T, C)
+    optimizer = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), 'cuda')
+    mfu = model.estimate_mfu(tokens_per_s, seq_len=256, device_name=torch.cuda.get_device_name())
+
+Order of the file: GPT-2 blocks, Qwen3 blocks, what both models share (the loop over blocks, the loss, the
+optimizer groups, the FLOPs), GPT, Qwen3, build_model. Module names are Hugging Face's, so our state-dict keys
+are theirs (for GPT-2 after transposing its four Conv1D weights); reading and writing weights (HF directories,
+`to_hf`, our ckpt.pt) lives in checkpoint.py, as this file does no file I/O:
+
+    from checkpoint import from_pretrained, load_checkpoint
     model = from_pretrained('gpt2')            # or 'Qwen/Qwen3-0.6B', or a local directory saved by save_pretrained
-    logits, loss, hidden = model(idx, targets, return_hidden=True)
-    model, ckpt = load_checkpoint('out/')      # the ckpt.pt of a train.py run
     hf_model = model.to_hf()                   # transformers GPT2LMHeadModel / Qwen3ForCausalLM, same weights
 
-Module names are Hugging Face's, so our state-dict keys are theirs (for GPT-2 after transposing its four
-Conv1D weights). The model knows nothing about training: forward computes the next-token loss (nanoGPT's
-contract); every auxiliary loss lives in losses.py. Tests: python -m pytest -q tests/test_model.py
+The model knows nothing about training: forward computes the next-token loss (nanoGPT's contract); every
+auxiliary loss lives in losses.py. Tests: python -m pytest -q tests/test_model.py
 """
 
-import json
 import math
-import os
-import pickle
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -35,7 +41,7 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0  # embedding, attention and residual dropout (HF's embd/attn/resid_pdrop, 0.1 in GPT-2)
     bias: bool = True  # biases in Linears and LayerNorms, as GPT-2
-    mlp_hidden: int = None  # MLP width; None = 4 * n_embd. The knob of the paper's MLP-width study (Figure 3)
+    mlp_hidden: int | None = None  # MLP width; None = 4 * n_embd. The knob of the paper's MLP-width study (Figure 3)
     layer_norm_eps: float = 1e-5
 
 
@@ -182,12 +188,19 @@ class Qwen3Block(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 # -----------------------------------------------------------------------------
-# what both share: the loop over blocks, lm_head, the loss, loading Hugging Face weights
+# what both share: the loop over blocks, lm_head, the loss, the optimizer groups, the FLOPs
+
+# Dense bf16 tensor-core peak FLOP/s: half the figure NVIDIA's datasheets print "with sparsity" (2:4 sparse
+# weights, which training does not use): H100/H200 SXM 1,979 TFLOPS, H100 PCIe 1,513, H100/H200 NVL 1,671,
+# A100 (SXM and PCIe) 624, L4 242, A10 250.
+# Matched as whole words of torch.cuda.get_device_name(), first match wins ('NVIDIA A10G' is not an A10).
+PEAK_FLOPS = {'H100 PCIe': 756e12, 'H100 NVL': 835e12, 'H100': 989e12, 'H200 NVL': 835e12, 'H200': 989e12,
+              'A100': 312e12, 'L4': 121e12, 'A10': 125e12}
 
 
 class LanguageModel(nn.Module):
-    """Base of GPT and Qwen3. A subclass provides `embed(idx) -> (x, extra block args)`, `blocks`, `final_norm`,
-    `lm_head`, and the Hugging Face mapping (`config_from_hf`, `state_dict_from_hf`, `to_hf`)."""
+    """Base of GPT and Qwen3. A subclass provides `config`, `arch` (the name ckpt.pt stores), `config_class`,
+    `embed(idx) -> (x, extra block args)`, `blocks`, `final_norm`, `lm_head`, `attn_width` and `max_seq_len`."""
 
     def hidden_states(self, idx):
         """The n_layer + 1 hidden states [B, T, C] without the lm_head (what measure.py needs: the logits would
@@ -229,52 +242,43 @@ class LanguageModel(nn.Module):
         n_matmul = self.num_params(non_embedding=True) + vocab * d
         return 6 * n_matmul + 12 * len(self.blocks) * self.attn_width * seq_len
 
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, own_group=None):
+        """AdamW with weight decay on every matrix and embedding (dim >= 2, as HF's Trainer), none on biases and
+        norm weights. own_group: one parameter (active forgetting's token embedding) put in a group of its own,
+        with weight decay, marked 'own_group': True, so train.py can give it its own lr and reset its state.
+        A tied weight is one parameter, so it sits in one group once. fused=True on CUDA (one kernel per step)."""
+        if own_group is not None and not any(p is own_group for p in self.parameters()):
+            raise ValueError("own_group must be a parameter of this model")
+        params = [p for p in self.parameters() if p.requires_grad and p is not own_group]
+        groups = [{'params': [p for p in params if p.dim() >= 2], 'weight_decay': weight_decay},
+                  {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0}]
+        if own_group is not None:
+            groups.append({'params': [own_group], 'weight_decay': weight_decay, 'own_group': True})
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=device_type == 'cuda')
+
+    def estimate_mfu(self, tokens_per_s, seq_len, device_name):
+        """Model FLOPs utilization: flops_per_token(seq_len) * tokens_per_s (of this one device) / its bf16
+        peak, or None when device_name (torch.cuda.get_device_name(), or 'cpu') is not in PEAK_FLOPS. Only the
+        model's FLOPs count: a regularizer's work shows as a lower MFU, not as useful work."""
+        peak = next((flops for name, flops in PEAK_FLOPS.items() if re.search(rf'\b{name}\b', device_name)), None)
+        return None if peak is None else self.flops_per_token(seq_len) * tokens_per_s / peak
+
+    # weight I/O lives in checkpoint.py (this file reads no files); these keep the familiar names on the class
     @classmethod
     def from_pretrained(cls, name_or_path, **overrides):
-        """A hub id or a local HF directory (config.json + weights) -> our model, float32, eval mode.
-        overrides set config fields, e.g. dropout=0.1 (HF's dropout is not read) or a smaller context."""
-        directory = _hf_directory(name_or_path)
-        hf_config = _read_hf_config(directory)
-        if hf_config.get('model_type') != cls.model_type:
-            raise ValueError(f"{directory} holds model_type '{hf_config.get('model_type')}', not '{cls.model_type}'")
-        config = cls.config_class(**cls.config_from_hf(hf_config))
-        unknown = sorted(set(overrides) - set(config.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown {cls.config_class.__name__} field(s) {unknown} in overrides")
-        model = cls(replace(config, **overrides))
-        load_exact(model, model.state_dict_from_hf(_read_hf_weights(directory)), directory)
-        return model.eval()
+        """A hub id or local HF directory -> this class, float32, eval mode (checkpoint.from_pretrained)."""
+        return _checkpoint().from_pretrained(name_or_path, model_class=cls, **overrides)
 
-
-def load_exact(model, state_dict, source):
-    """Load every tensor of `model` from state_dict, with no tensor missing, extra or of another shape."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong = [f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-             for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
-    for what, names in (('missing', missing), ('unexpected', unexpected), ('shape mismatch', wrong)):
-        if names:
-            more = f" (+{len(names) - 3} more)" if len(names) > 3 else ''
-            raise ValueError(f"{source}: {what} tensor(s): {', '.join(names[:3])}{more}")
-    model.load_state_dict(state_dict, strict=True)  # copies into our float32 parameters
-
-
-def _tied_head(state_dict, embed_key, source):
-    # a tied checkpoint may store lm_head.weight or not (HF >= 5 does not); if it does, it must be the embedding
-    if embed_key in state_dict:
-        head = state_dict.setdefault('lm_head.weight', state_dict[embed_key])
-        if not torch.equal(head, state_dict[embed_key]):
-            raise ValueError(f"{source}: lm_head.weight differs from {embed_key} but the config ties them")
-    return state_dict
+    def to_hf(self):
+        """The equivalent transformers model, same weights, float32, CPU, eval (checkpoint.to_hf)."""
+        return _checkpoint().to_hf(self)
 
 # -----------------------------------------------------------------------------
 
 
 class GPT(LanguageModel):
-    model_type = 'gpt2'  # config.json's
+    arch = 'gpt'  # what ckpt.pt stores as 'arch', and run.json records
     config_class = GPTConfig
-    conv1d = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')  # HF: [in, out]
 
     def __init__(self, config):
         super().__init__()
@@ -323,50 +327,9 @@ class GPT(LanguageModel):
     final_norm = property(lambda self: self.transformer.ln_f)
     max_seq_len = property(lambda self: self.config.block_size)
 
-    @staticmethod
-    def config_from_hf(hf):
-        for key, supported in [('activation_function', 'gelu_new'), ('scale_attn_weights', True),
-                               ('scale_attn_by_inverse_layer_idx', False), ('add_cross_attention', False),
-                               ('tie_word_embeddings', True)]:
-            if hf.get(key, supported) != supported:
-                raise ValueError(f"GPT-2 config.json has {key}={hf[key]!r}; only {supported!r} is supported")
-        return dict(block_size=hf.get('n_positions', 1024), vocab_size=_need(hf, 'vocab_size'),
-                    n_layer=_need(hf, 'n_layer'), n_head=_need(hf, 'n_head'), n_embd=_need(hf, 'n_embd'),
-                    mlp_hidden=hf.get('n_inner'), layer_norm_eps=hf.get('layer_norm_epsilon', 1e-5))
-
-    def state_dict_from_hf(self, hf_state_dict):
-        state_dict = {}
-        for key, tensor in hf_state_dict.items():
-            if key.endswith(('.attn.bias', '.attn.masked_bias')):
-                continue  # causal-mask buffers of old checkpoints, not weights
-            if key != 'lm_head.weight' and not key.startswith('transformer.'):
-                key = 'transformer.' + key  # base-model checkpoints (GPT2Model) lack the prefix
-            state_dict[key] = tensor.t() if key.endswith(self.conv1d) else tensor
-        wpe = state_dict.get('transformer.wpe.weight')
-        if wpe is not None and wpe.size(0) > self.config.block_size:  # a smaller block_size was asked for
-            state_dict['transformer.wpe.weight'] = wpe[:self.config.block_size]
-        return _tied_head(state_dict, 'transformer.wte.weight', 'GPT-2 weights')
-
-    def to_hf(self):
-        """The equivalent transformers GPT2LMHeadModel (float32, CPU, eval). bias=False exports zero biases."""
-        from transformers import GPT2Config, GPT2LMHeadModel
-        c = self.config
-        eot = 50256 if c.vocab_size > 50256 else None  # GPT-2's <|endoftext|>, when the vocabulary has it
-        hf_config = GPT2Config(
-            vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head,
-            n_inner=c.mlp_hidden, activation_function='gelu_new', resid_pdrop=c.dropout, embd_pdrop=c.dropout,
-            attn_pdrop=c.dropout, layer_norm_epsilon=c.layer_norm_eps, tie_word_embeddings=True,
-            bos_token_id=eot, eos_token_id=eot, attn_implementation='sdpa')
-        hf_model = GPT2LMHeadModel(hf_config)
-        state_dict = {k: v.t() if k.endswith(self.conv1d) else v for k, v in self.state_dict().items()}
-        for k, v in hf_model.state_dict().items():
-            state_dict.setdefault(k, torch.zeros_like(v))  # only the biases, when bias=False
-        hf_model.load_state_dict({k: v.detach().float().cpu() for k, v in state_dict.items()}, strict=True)
-        return hf_model.eval()
-
 
 class Qwen3(LanguageModel):
-    model_type = 'qwen3'
+    arch = 'qwen3'  # what ckpt.pt stores as 'arch', and run.json records
     config_class = Qwen3Config
 
     def __init__(self, config):
@@ -412,158 +375,45 @@ class Qwen3(LanguageModel):
     final_norm = property(lambda self: self.model.norm)
     max_seq_len = property(lambda self: self.config.max_position_embeddings)
 
-    @staticmethod
-    def config_from_hf(hf):
-        if hf.get('use_sliding_window'):
-            raise ValueError("Qwen3 config.json enables sliding-window attention (use_sliding_window); not supported")
-        if hf.get('hidden_act', 'silu') != 'silu':
-            raise ValueError(f"Qwen3 config.json has hidden_act={hf['hidden_act']!r}; only 'silu' is supported")
-        rope = hf.get('rope_parameters') or {}  # HF5 nests rope_theta here; HF4 configs have it at the top level
-        if rope.get('rope_type', 'default') != 'default' or hf.get('rope_scaling'):
-            raise ValueError("Qwen3 config.json asks for RoPE scaling; only plain RoPE is supported")
-        hidden, heads = _need(hf, 'hidden_size'), _need(hf, 'num_attention_heads')
-        return dict(vocab_size=_need(hf, 'vocab_size'), hidden_size=hidden,
-                    intermediate_size=_need(hf, 'intermediate_size'), num_hidden_layers=_need(hf, 'num_hidden_layers'),
-                    num_attention_heads=heads, num_key_value_heads=hf.get('num_key_value_heads') or heads,
-                    head_dim=hf.get('head_dim') or hidden // heads,
-                    max_position_embeddings=hf.get('max_position_embeddings', 32768),
-                    rope_theta=float(rope.get('rope_theta', hf.get('rope_theta', 10000.0))),  # 1e4: HF's default
-                    rms_norm_eps=hf.get('rms_norm_eps', 1e-6), tie_word_embeddings=hf.get('tie_word_embeddings', False),
-                    attention_bias=hf.get('attention_bias', False), initializer_range=hf.get('initializer_range', 0.02))
+# -----------------------------------------------------------------------------
+# a scratch model from train.py's (and bench.py's) shape keys
 
-    def state_dict_from_hf(self, hf_state_dict):
-        state_dict = {}
-        for key, tensor in hf_state_dict.items():
-            if key.endswith('rotary_emb.inv_freq'):
-                continue  # a buffer recomputed from rope_theta, stored by old checkpoints
-            if key != 'lm_head.weight' and not key.startswith('model.'):
-                key = 'model.' + key  # base-model checkpoints (Qwen3Model) lack the prefix
-            state_dict[key] = tensor
-        if self.config.tie_word_embeddings:
-            state_dict = _tied_head(state_dict, 'model.embed_tokens.weight', 'Qwen3 weights')
-        return state_dict
 
-    def to_hf(self):
-        """The equivalent transformers Qwen3ForCausalLM (float32, CPU, eval)."""
-        from transformers import Qwen3Config as HFQwen3Config, Qwen3ForCausalLM
-        c = self.config
-        hf_config = HFQwen3Config(
-            vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-            num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-            num_key_value_heads=c.num_key_value_heads, head_dim=c.head_dim,
-            max_position_embeddings=c.max_position_embeddings,
-            rope_parameters={'rope_type': 'default', 'rope_theta': c.rope_theta}, rms_norm_eps=c.rms_norm_eps,
-            tie_word_embeddings=c.tie_word_embeddings, attention_bias=c.attention_bias, attention_dropout=c.dropout,
-            initializer_range=c.initializer_range, use_sliding_window=False, attn_implementation='sdpa')
-        hf_model = Qwen3ForCausalLM(hf_config)
-        hf_model.load_state_dict({k: v.detach().float().cpu() for k, v in self.state_dict().items()}, strict=True)
-        return hf_model.eval()
+def build_model(arch, vocab_size, block_size, n_layer, n_head, n_embd, mlp_hidden=None, n_kv_head=None,
+                head_dim=None, rope_theta=1e6, bias=True, dropout=0.0):
+    """A freshly initialized GPT (arch='gpt') or Qwen3 (arch='qwen3'), exactly what train.py and bench.py train.
+    mlp_hidden: MLP width (None: see below). gpt only: bias. qwen3 only: n_kv_head (None = n_head, no grouped
+    keys/values), head_dim (None = n_embd // n_head), rope_theta; block_size is its context length, and its
+    embedding and lm_head are tied, as in Qwen3-0.6B."""
+    if arch == 'gpt':  # mlp_hidden=None is GPTConfig's 4 * n_embd, GPT-2's
+        return GPT(GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,
+                             n_embd=n_embd, dropout=dropout, bias=bias, mlp_hidden=mlp_hidden))
+    if arch == 'qwen3':
+        # SwiGLU width 3 * n_embd by default: Qwen3-0.6B's intermediate_size 3072 = 3 x its hidden_size 1024
+        intermediate_size = mlp_hidden or 3 * n_embd
+        return Qwen3(Qwen3Config(vocab_size=vocab_size, hidden_size=n_embd, intermediate_size=intermediate_size,
+                                 num_hidden_layers=n_layer, num_attention_heads=n_head,
+                                 num_key_value_heads=n_kv_head or n_head, head_dim=head_dim or n_embd // n_head,
+                                 max_position_embeddings=block_size, rope_theta=rope_theta,
+                                 tie_word_embeddings=True, dropout=dropout))
+    raise ValueError(f"unknown arch '{arch}' (choose from: gpt, qwen3)")
 
 # -----------------------------------------------------------------------------
-# reading Hugging Face directories, and our own checkpoints
-
-HF_WEIGHTS = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json']
+# kept so `from model import from_pretrained, load_checkpoint, save_checkpoint` still works: checkpoint.py has them
 
 
-def _need(hf_config, key):
-    if key not in hf_config:
-        raise ValueError(f"config.json lacks '{key}'")
-    return hf_config[key]
-
-
-def _hf_directory(name_or_path):
-    """A local directory as is; otherwise a hub id, fetched (or found in the local HF cache) with only the
-    files we read: safetensors, or pytorch_model*.bin for old repos that have no safetensors."""
-    if os.path.isdir(name_or_path):
-        return name_or_path
-    if os.path.exists(name_or_path) or name_or_path.startswith(('.', '/', '~')):
-        raise ValueError(f"'{name_or_path}' is not a directory holding config.json and weights")
-    try:
-        from huggingface_hub import snapshot_download
-        directory = snapshot_download(name_or_path, allow_patterns=['config.json', '*.safetensors',
-                                                                    '*.safetensors.index.json'])
-        if not any(f.endswith('.safetensors') for f in os.listdir(directory)):
-            directory = snapshot_download(name_or_path, allow_patterns=['config.json', 'pytorch_model*.bin',
-                                                                        'pytorch_model.bin.index.json'])
-    except Exception as e:
-        raise ValueError(f"could not download '{name_or_path}' from the Hugging Face hub (offline?); pass a local "
-                         f"directory with config.json and *.safetensors (e.g. saved with save_pretrained)") from e
-    return directory
-
-
-def _read_hf_config(directory):
-    path = os.path.join(directory, 'config.json')
-    if not os.path.isfile(path):
-        raise ValueError(f"no config.json in {directory}")
-    with open(path) as f:
-        return json.load(f)
-
-
-def _read_hf_weights(directory):
-    """Every tensor of an HF directory, as float32 whatever the stored dtype (bf16 on the hub for Qwen3)."""
-    name = next((n for n in HF_WEIGHTS if os.path.isfile(os.path.join(directory, n))), None)
-    if name is None:
-        raise ValueError(f"no weights in {directory}: expected one of {', '.join(HF_WEIGHTS)}")
-    if name.endswith('.index.json'):  # sharded: the index maps each tensor to its shard
-        with open(os.path.join(directory, name)) as f:
-            shards = sorted(set(json.load(f)['weight_map'].values()))
-    else:
-        shards = [name]
-    state_dict = {}
-    for shard in shards:
-        path = os.path.join(directory, shard)
-        try:
-            if shard.endswith('.safetensors'):
-                from safetensors.torch import load_file
-                part = load_file(path)
-            else:
-                part = torch.load(path, map_location='cpu', weights_only=True)
-        except Exception as e:
-            raise ValueError(f"could not read {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
-        state_dict.update({k: v.float() for k, v in part.items()})
-    return state_dict
+def _checkpoint():
+    import checkpoint  # at call time: checkpoint.py imports this file
+    return checkpoint
 
 
 def from_pretrained(name_or_path, **overrides):
-    """GPT or Qwen3 from a hub id or local HF directory, chosen by config.json's model_type."""
-    directory = _hf_directory(name_or_path)
-    model_type = _read_hf_config(directory).get('model_type')
-    classes = {cls.model_type: cls for cls in (GPT, Qwen3)}
-    if model_type not in classes:
-        raise ValueError(f"unsupported model_type '{model_type}' in {directory}; supported: {', '.join(classes)}")
-    return classes[model_type].from_pretrained(directory, **overrides)
+    return _checkpoint().from_pretrained(name_or_path, **overrides)
 
 
 def load_checkpoint(path, device='cpu'):
-    """(model, ckpt) from a train.py out_dir (its ckpt.pt) or a .pt file; the model is float32, in eval mode."""
-    file = path if os.path.isfile(path) or str(path).endswith('.pt') else os.path.join(path, 'ckpt.pt')
-    if not os.path.isfile(file):
-        raise FileNotFoundError(f"no checkpoint at {file}")
-    try:
-        try:
-            ckpt = torch.load(file, map_location='cpu', weights_only=True)
-        except pickle.UnpicklingError:  # e.g. numpy RNG state, outside weights_only's allowlist: our own file
-            ckpt = torch.load(file, map_location='cpu', weights_only=False)
-        cls = {'gpt': GPT, 'qwen3': Qwen3}[ckpt['arch']]
-        config = cls.config_class(**ckpt['model_args'])
-        state_dict = ckpt['model']
-    except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else ''
-        raise ValueError(f"checkpoint {file} is corrupt or not a train.py checkpoint: "
-                         f"{type(e).__name__} {reason}".rstrip()) from e
-    with torch.device(device):
-        model = cls(config)
-    load_exact(model, state_dict, file)
-    return model.eval(), ckpt
+    return _checkpoint().load_checkpoint(path, device)
 
 
 def save_checkpoint(ckpt, path):
-    """torch.save to a temporary file in the same folder, then os.replace: a crash while writing leaves the
-    previous checkpoint at `path` intact (os.replace is atomic on POSIX and Windows)."""
-    tmp = f"{path}.tmp"
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return _checkpoint().save_checkpoint(ckpt, path)
