@@ -17,46 +17,54 @@ density on [-1, 1] (the heatmap columns), and across layers the Spearman and Ken
 means with the layer index 0..N (larger = more condensation) and the mean of the last n layers.
 
 Outputs in out_dir: condensation.json (one run: the run's dict; several: {"runs": [dict, ...]}; a run holds
-name, source, step, n_layers, num_samples, seq_len, windows, seed, dtype, device, seconds, starts, mean_cossim,
-spearman, kendall, mean_last_n, histograms), condensation.csv (one row per model or step), heatmap.png (one
-model) or heatmap_<name>.png (several), and trend.png. --compare writes compare.png and compare_trend.png.
+name, source, step, n_layers, num_samples, seq_len, windows (where they came from, "kind:name"), seed, dtype,
+device, seconds, starts, mean_cossim, spearman, kendall, mean_last_n, histograms), condensation.csv (one row
+per model or step), heatmap.png (one model) or heatmap_<name>.png (several), and trend.png. --compare writes
+compare.png and compare_trend.png. The figures are drawn by figures.py, from these run dicts alone.
 """
 
 import csv
-import glob
+import io
 import json
 import os
 import re
 import sys
-import tempfile
 import time
 from functools import lru_cache
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
+import figures
+from checkpoint import atomic_write, from_pretrained, load_checkpoint
+from configurator import config_keys, configure, die, one_line
+from data import dataset_dir, get_tokenizer, load_tokens
 
 # -----------------------------------------------------------------------------
 # defaults (override with a config file or --key=value)
-ckpt = ''            # train.py out_dir(s) or .pt file(s), comma-separated for several (Fig 3, 5)
-snapshots = False    # with --ckpt=<dir>: measure every ckpt_*.pt in it plus ckpt.pt, one row per step (Fig 4)
-init_from = ''       # HF hub id(s) or HF dir(s), comma-separated; 'id@revision' picks a hub revision
-dataset = ''         # windows from data/<name>/val.bin (or a path); default: the checkpoint's own dataset
-text_file = ''       # windows from a text file, one row per line, sampled like the authors' recipe
-hf_dataset = ''      # wikitext | pubmed_qa | imdb | squad (Fig S2); the default for --init_from is wikitext
-num_samples = 100    # windows (the paper's 100 repetitions)
-seq_len = 512        # tokens per window (the paper's max_length)
-batch_size = 8       # windows per forward pass
-min_words = 1024     # text sources: rows are appended until this many words (authors' min_word_count)
-histograms = True    # False: means and correlations only, never a T x T matrix (long contexts)
-device = 'auto'      # 'auto' = cuda when available, else cpu
-dtype = 'float32'    # float32 | bfloat16 (the model's weights; metrics are always computed in float32)
-seed = 0             # window offsets; text sources use seeds seed..seed+num_samples-1, as the authors
+ckpt: str | list = ''       # train.py out_dir(s) or .pt file(s), comma-separated for several (Fig 3, 5)
+snapshots = False           # with --ckpt=<dir>: every ckpt_*.pt in it plus ckpt.pt, one row per step (Fig 4)
+init_from: str | list = ''  # HF hub id(s) or HF dir(s), comma-separated; 'id@revision' picks a hub revision
+dataset = ''                # windows from data/<name>/val.bin (or a path); default: the checkpoint's own dataset
+text_file = ''              # windows from a text file, one row per line, sampled like the authors' recipe
+hf_dataset = ''             # wikitext | pubmed_qa | imdb | squad (Fig S2); the default for --init_from: wikitext
+num_samples = 100           # windows (the paper's 100 repetitions)
+seq_len = 512               # tokens per window (the paper's max_length)
+batch_size = 8              # windows per forward pass
+min_words = 1024            # text sources: rows are appended until this many words (authors' min_word_count)
+histograms = True           # False: means and correlations only, never a T x T matrix (long contexts)
+device = 'auto'             # 'auto' = cuda when available, else cpu
+dtype = 'float32'           # float32 | bfloat16 (the model's weights; metrics are always computed in float32)
+seed = 0                    # window offsets; text sources use seeds seed..seed+num_samples-1, as the authors
 out_dir = 'out-measure'
-compare = ''         # condensation.json files or out_dirs (comma-separated): side-by-side figure, no measuring
+compare: str | list = ''    # condensation.json files or out_dirs, comma-separated: side-by-side figure, no measuring
 # -----------------------------------------------------------------------------
+CONFIG_KEYS = config_keys(globals())  # the names above; main() configures them (train.py imports this file)
 
-NUM_BINS = 128
-NORM_FLOOR = 1e-3    # authors' normalize: x / max(||x||, 1e-3), so an all-zero token stays zero
+# fixed by the metric's definition, so never config keys
+NUM_BINS = 128       # histogram bins on [-1, 1]
+NORM_FLOOR = 1e-3    # the authors' normalize: x / max(||x||, 1e-3), so an all-zero token stays zero
 
 
 # -----------------------------------------------------------------------------
@@ -72,9 +80,8 @@ def mean_cossim(hidden):
     over the B windows. hidden: list of [B, T, d] tensors -> list of floats.
 
     mean_ij(xhat_i . xhat_j) = ||sum_i xhat_i||^2 / T^2, so no T x T matrix is needed (O(T d), not O(T^2 d)).
-    The authors clip each cosine to [-1, 1]. After normalize() every norm is <= 1, so by Cauchy-Schwarz
-    |xhat_i . xhat_j| <= 1 in exact arithmetic and the clip can only move an entry by float32 rounding (~1e-7);
-    leaving it out changes the mean by no more than that (tests check it against the clipped matrix)."""
+    The authors' clip to [-1, 1] is left out: after normalize() every norm is <= 1, so |xhat_i . xhat_j| <= 1
+    up to float32 rounding (~1e-7), and the mean moves by no more than that (tests check it)."""
     means = []
     for h in hidden:
         x = normalize(h.float())                       # (B, T, d)
@@ -90,10 +97,9 @@ def cosine_matrices(h):
 
 
 def rank_correlations(means):
-    """Spearman rho and Kendall tau of the per-layer means against the layer index 0..N, embedding layer
-    included, as scipy.stats.spearmanr / kendalltau compute them by default (average ranks for ties; tau-b).
-    Written out in numpy (tests compare with scipy) because importing scipy.stats costs more than measuring a
-    small model. None when undefined (fewer than 2 layers, or constant means)."""
+    """Spearman rho and Kendall tau of the per-layer means against the layer index 0..N, as scipy.stats'
+    spearmanr / kendalltau compute them by default (average ranks for ties; tau-b), in numpy because importing
+    scipy.stats costs more than measuring a small model. None when undefined (< 2 layers, constant means)."""
     y = np.asarray(means, dtype=np.float64)
     n = len(y)
     if n < 2 or np.all(y == y[0]):
@@ -110,62 +116,44 @@ def rank_correlations(means):
     return float(rho), float(tau)
 
 
-def mean_last_n(means):
-    """[mean of the last n layer means for n = 1 .. N+1] (the paper plots n = 1..5 and n = N//2 + 1)."""
-    return [float(np.mean(means[-n:])) for n in range(1, len(means) + 1)]
-
-
-def summarize(means):
-    """The across-layer scalars of a list of per-layer means."""
+def layer_trend(means):
+    """Per-layer means -> what describes them across depth: mean_cossim, spearman, kendall and mean_last_n, the
+    mean of the last n layers for n = 1 .. N+1 (the paper plots n = 1..5 and n = N//2 + 1)."""
     rho, tau = rank_correlations(means)
-    return dict(mean_cossim=[float(m) for m in means], spearman=rho, kendall=tau, mean_last_n=mean_last_n(means))
+    return dict(mean_cossim=[float(m) for m in means], spearman=rho, kendall=tau,
+                mean_last_n=[float(np.mean(means[-n:])) for n in range(1, len(means) + 1)])
 
 
-class CondensationStats:
-    """Streaming accumulation over windows. With matrices=True it keeps, per hidden state, the running sum of
-    the clipped T x T cosine matrices (float64, L*T*T*8 bytes: 27 MB for 13 states x 512 tokens), whatever the
-    number of windows; finalize() averages them element-wise like the paper. With matrices=False it keeps only
-    the per-layer sums of window means (no histograms)."""
+@torch.inference_mode()
+def measure_run(hidden_fn, windows, starts, batch_size, device, /, keep_matrices=True, **info):
+    """The paper's measurement on token windows [N, T] -> the run record condensation.json holds.
 
-    def __init__(self, matrices=True):
-        self.matrices = matrices
-        self.sums = None     # per hidden state: (T, T) float64 sum of cosine matrices, or a scalar sum of means
-        self.count = 0       # windows seen
-
-    @torch.no_grad()
-    def update(self, hidden):
-        B, T = hidden[0].shape[:2]
-        if self.matrices:
-            if self.sums is not None and self.sums[0].shape[0] != T:
-                raise ValueError(f"windows must have equal length to be averaged position by position "
-                                 f"(got {T} after {self.sums[0].shape[0]})")
+    Per hidden state it keeps a running float64 sum of the windows' clipped T x T cosine matrices (27 MB for 13
+    states x 512 tokens, whatever N), averaged element-wise at the end as the paper does; keep_matrices=False
+    keeps only the sum of the window means (no histograms; for long contexts). info: name, source, step,
+    windows (where they came from), seed, dtype; the arguments before it are positional-only, so that info's
+    `windows` is not taken for the token array."""
+    if len(windows) == 0:
+        raise ValueError("no windows to measure")
+    t0 = time.perf_counter()
+    sums = None
+    for i in tqdm(range(0, len(windows), batch_size), desc='batches', file=sys.stderr, leave=False):
+        hidden = hidden_fn(torch.from_numpy(windows[i:i + batch_size]).to(device))
+        if keep_matrices:
             new = [cosine_matrices(h).sum(0, dtype=torch.float64) for h in hidden]  # (T, T) each
         else:
-            new = [torch.tensor(m * B, dtype=torch.float64) for m in mean_cossim(hidden)]
-        if self.sums is None:
-            self.sums = new
-        else:
-            for s, n in zip(self.sums, new):
-                s += n.to(s.device)
-        self.count += B
-
-    def finalize(self):
-        """-> dict(mean_cossim, spearman, kendall, mean_last_n, histograms) over the windows seen."""
-        if self.count == 0:
-            raise ValueError("no windows were measured")
-        if not self.matrices:
-            return dict(summarize([s.item() / self.count for s in self.sums]), histograms=None)
-        means, hists = [], []
-        edges = np.linspace(-1.0, 1.0, NUM_BINS + 1)
-        for s in self.sums:
-            avg = (s / self.count).cpu().numpy()       # the averaged matrix S_bar of this layer
-            means.append(avg.mean())
-            hists.append(np.histogram(avg.ravel(), bins=edges, density=True)[0].tolist())
-        return dict(summarize(means), histograms=hists)
+            new = [torch.tensor(m * len(h), dtype=torch.float64) for m, h in zip(mean_cossim(hidden), hidden)]
+        sums = new if sums is None else [s + n for s, n in zip(sums, new)]
+    averaged = [(s / len(windows)).cpu().numpy() for s in sums]  # per layer: S_bar, or the mean of the means
+    edges = np.linspace(-1.0, 1.0, NUM_BINS + 1)
+    histograms = [np.histogram(a, bins=edges, density=True)[0].tolist() for a in averaged] if keep_matrices else None
+    return dict(info, n_layers=len(sums) - 1, num_samples=len(windows), seq_len=windows.shape[1], device=device,
+                seconds=round(time.perf_counter() - t0, 3), starts=starts,
+                **layer_trend([a.mean() for a in averaged]), histograms=histograms)
 
 
 # -----------------------------------------------------------------------------
-# windows: token ids [num_samples, seq_len] from a token file or from text, with what identifies each
+# windows: token ids [num_samples, seq_len] from a token file or from text, and where each one starts
 
 def token_windows(tokens, num_samples, seq_len, seed):
     """Windows at seeded random offsets of a flat token array -> (int64 array [N, T], offsets)."""
@@ -179,12 +167,20 @@ def token_windows(tokens, num_samples, seq_len, seed):
 
 WORD = re.compile(r"\w+|[^\w\s]")  # stands in for nltk.word_tokenize (needs a download): words and punctuation
 
+# the text sources of Figure S2: load_dataset arguments and the text field (the authors' utils/text_data.py)
+HF_DATASETS = {
+    'wikitext': (('wikitext', 'wikitext-103-v1'), 'text'),
+    'pubmed_qa': (('pubmed_qa', 'pqa_labeled'), 'long_answer'),
+    'imdb': (('imdb',), 'text'),
+    'squad': (('squad',), 'context'),
+}
+
 
 def text_window(get_row, n_rows, seed, encode, seq_len, min_words):
     """The authors' get_random_long_text: a start row drawn from default_rng(seed) in [0, 0.95 * n_rows), then
-    consecutive rows appended until the text has min_words words; tokenized and cut to seq_len. If the text is
-    still shorter than seq_len tokens we keep appending rows (wrapping around once) so that every window has the
-    same length, which position-aligned averaging needs. -> (token ids, start row)."""
+    consecutive rows appended until the text has min_words words; tokenized and cut to seq_len. A text still
+    short of seq_len tokens keeps taking rows (wrapping around once), since position-aligned averaging needs
+    windows of one length. -> (token ids, start row)."""
     start = int(np.random.default_rng(seed).integers(0, max(1, int(0.95 * n_rows))))
     text, words = "", 0
     for i in range(start, start + n_rows):
@@ -199,15 +195,6 @@ def text_window(get_row, n_rows, seed, encode, seq_len, min_words):
     if len(ids) < seq_len:
         raise ValueError(f"the text has {len(ids)} tokens, fewer than seq_len={seq_len}")
     return ids[:seq_len], start
-
-
-# the text sources of Figure S2: load_dataset arguments and the text field (authors' utils/text_data.py)
-HF_DATASETS = {
-    'wikitext': (('wikitext', 'wikitext-103-v1'), 'text'),
-    'pubmed_qa': (('pubmed_qa', 'pqa_labeled'), 'long_answer'),
-    'imdb': (('imdb',), 'text'),
-    'squad': (('squad',), 'context'),
-}
 
 
 @lru_cache(maxsize=None)
@@ -235,9 +222,7 @@ def make_windows(source, encode, vocab_size, num_samples, seq_len, seed, min_wor
     the window offsets in val.bin, or the start row of each text."""
     kind, name = source
     if kind == 'dataset':
-        import data
-        tokens = data.load_tokens(data.dataset_dir(name), 'val')
-        windows, starts = token_windows(tokens, num_samples, seq_len, seed)
+        windows, starts = token_windows(load_tokens(dataset_dir(name), 'val'), num_samples, seq_len, seed)
         if vocab_size is not None and windows.max() >= vocab_size:
             raise ValueError(f"dataset '{name}' has token id {windows.max()}, beyond the model's vocab ({vocab_size})")
         return windows, starts
@@ -247,21 +232,15 @@ def make_windows(source, encode, vocab_size, num_samples, seq_len, seed, min_wor
 
 
 # -----------------------------------------------------------------------------
-# models: our checkpoints, our GPT/Qwen3 for those hub models, transformers.AutoModel for the rest
+# models: our checkpoints, our GPT/Qwen3 for those hub models, transformers.AutoModel for the rest.
+# Each loader returns dict(model, hidden_states, step, max_len, vocab_size, encode, default_source), where
+# hidden_states(idx [B, T]) -> the n_layer + 1 hidden states and max_len is None when there is no position limit.
 
-def first_line(e):
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
-
-
-def load_ours(path):
-    """A train.py checkpoint (out_dir or .pt file) -> dict(model, hidden, step, max_len, vocab_size, encode,
-    default_source)."""
-    from model import load_checkpoint
-    import data
+def load_train_checkpoint(path):
+    """A train.py out_dir (its ckpt.pt) or .pt file."""
     m, ck = load_checkpoint(path, device='cpu')
-    tokenizer = lru_cache(maxsize=1)(lambda: data.get_tokenizer(ck['data_meta']['tokenizer']))
-    return dict(model=m, hidden=m.hidden_states, step=int(ck['step']), max_len=m.max_seq_len,
+    tokenizer = lru_cache(maxsize=1)(lambda: get_tokenizer(ck['data_meta']['tokenizer']))  # only text needs it
+    return dict(model=m, hidden_states=m.hidden_states, step=int(ck['step']), max_len=m.max_seq_len,
                 vocab_size=m.config.vocab_size, encode=lambda text: tokenizer().encode(text),
                 default_source=('dataset', (ck.get('config') or {}).get('dataset', '')))
 
@@ -279,76 +258,37 @@ def hf_model_type(name, revision=None):
         return json.load(f).get('model_type')
 
 
-def load_hf(name, torch_dtype=torch.float32):
-    """A hub id or HF dir, same dict as load_ours. gpt2 / qwen3 go through our model.py (the code our
-    checkpoints run); any other architecture (Bloom, OLMo, older Qwen, ...) through transformers.AutoModel, since
-    the metric only needs hidden states; those load straight in torch_dtype (a 32B model in bf16 needs 64 GB,
-    not 128). 'id@revision' loads a hub revision (e.g. the OLMo stages of Fig 4)."""
+def load_hf_model(name, torch_dtype=torch.float32):
+    """A hub id or HF dir. gpt2 / qwen3 go through our model.py (the code our checkpoints run); any other
+    architecture (Bloom, OLMo, older Qwen, ...) through transformers.AutoModel, since the metric only needs hidden
+    states; those load straight in torch_dtype (a 32B model in bf16 needs 64 GB, not 128). 'id@revision' loads a
+    hub revision (e.g. the OLMo stages of Fig 4)."""
     revision = None
     if '@' in name and not os.path.exists(name):
         name, revision = name.split('@', 1)
     if hf_model_type(name, revision) in ('gpt2', 'qwen3') and revision is None:
-        from model import from_pretrained
         m = from_pretrained(name)
-        hidden, max_len, vocab_size = (m.hidden_states), m.max_seq_len, m.config.vocab_size
+        hidden_states, max_len, vocab_size = m.hidden_states, m.max_seq_len, m.config.vocab_size
     else:
         from transformers import AutoConfig, AutoModel
         cfg = AutoConfig.from_pretrained(name, revision=revision)  # unknown model types fail here
         m = AutoModel.from_pretrained(name, revision=revision, dtype=torch_dtype)
-        hidden = lambda idx: m(input_ids=idx, output_hidden_states=True).hidden_states
+        hidden_states = lambda idx: m(input_ids=idx, output_hidden_states=True).hidden_states
         # ALiBi models (Bloom) have no position table, hence no limit to check
         max_len = getattr(cfg, 'max_position_embeddings', None) or getattr(cfg, 'n_positions', None)
         vocab_size = cfg.vocab_size
 
     @lru_cache(maxsize=1)
-    def tokenizer():
+    def tokenizer():  # loaded on first use: only text sources need it
         from transformers import AutoTokenizer
         return AutoTokenizer.from_pretrained(name, revision=revision)
     # the authors call tokenizer(text) with its defaults, so special tokens (e.g. a BOS) are kept
-    encode = lambda text: tokenizer()(text)['input_ids']
-    return dict(model=m.eval(), hidden=hidden, step=None, max_len=max_len, vocab_size=vocab_size,
-                encode=encode, default_source=('hf_dataset', 'wikitext'))
-
-
-@torch.inference_mode()
-def measure_windows(hidden_fn, windows, batch_size, device, keep_matrices=True):
-    """Batched forward passes over the windows, streamed into a CondensationStats."""
-    from tqdm import tqdm
-    acc = CondensationStats(matrices=keep_matrices)
-    with tqdm(total=len(windows), desc='windows', file=sys.stderr, leave=False) as bar:
-        for i in range(0, len(windows), batch_size):
-            idx = torch.from_numpy(windows[i:i + batch_size]).to(device)
-            acc.update(list(hidden_fn(idx)))
-            bar.update(len(idx))
-    return acc.finalize()
-
-
-def measure_run(hidden_fn, ids, starts, batch_size, device, keep_matrices=True, **info):
-    """measure_windows on the token windows `ids` [N, T], plus what identifies the measurement: the run record
-    condensation.json holds. info: name, source, step, windows (the source's description), seed, dtype."""
-    t0 = time.perf_counter()
-    result = measure_windows(hidden_fn, ids, batch_size, device, keep_matrices)
-    return dict(info, n_layers=len(result['mean_cossim']) - 1, num_samples=len(ids), seq_len=ids.shape[1],
-                device=device, seconds=round(time.perf_counter() - t0, 3), starts=starts, **result)
+    return dict(model=m.eval(), hidden_states=hidden_states, step=None, max_len=max_len, vocab_size=vocab_size,
+                encode=lambda text: tokenizer()(text)['input_ids'], default_source=('hf_dataset', 'wikitext'))
 
 
 # -----------------------------------------------------------------------------
-# outputs (written atomically: a temp file in the same directory, then os.replace)
-
-def atomic_write(path, write_fn, mode='w'):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or '.', prefix='.tmp_', suffix=os.path.splitext(path)[1])
-    try:
-        with os.fdopen(fd, mode) as f:
-            write_fn(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def safe_name(name):
-    return re.sub(r'[^A-Za-z0-9._-]+', '_', name).strip('_') or 'run'
-
+# outputs, each written through atomic_write (a crash leaves no half-written file); the figures: figures.py
 
 def csv_row(run):
     m = run['mean_cossim']
@@ -357,94 +297,19 @@ def csv_row(run):
                 mean_last_1=m[-1], mean_last_half=run['mean_last_n'][len(m) // 2], mean_all=run['mean_last_n'][-1])
 
 
-def load_runs(path):
-    """A condensation.json (or the out_dir holding one) -> list of run dicts (one-run files are flat)."""
-    if os.path.isdir(path):
-        path = os.path.join(path, 'condensation.json')
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no condensation.json at '{path}'")
-    with open(path) as f:
-        obj = json.load(f)
-    return obj['runs'] if 'runs' in obj else [obj]
-
-
-def draw_heatmap(ax, run):
-    """Figure 2a: one column per hidden state at x = index / (num_states - 1), density of cosines on y."""
-    hist = np.array(run['histograms'])                  # (num_states, NUM_BINS)
-    half = 0.5 / max(len(hist) - 1, 1)                  # columns centred on their layer fraction
-    im = ax.imshow(hist.T, origin='lower', aspect='auto', cmap='Reds', vmin=0, vmax=10,
-                   extent=[-half, 1 + half, -1, 1])
-    ax.set_ylim(-0.25, 1)                               # the paper's display range
-    ax.set_xlabel('layer fraction')
-    ax.set_title(run['name'] if run['step'] is None or run['name'].endswith(f"step {run['step']}")
-                 else f"{run['name']} (step {run['step']})", fontsize=9)
-    return im
-
-
-def save_figure(fig, path):
-    import matplotlib.pyplot as plt
-    atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=150, bbox_inches='tight'), mode='wb')
-    plt.close(fig)
-
-
-def plot_heatmaps(runs, path):
-    """Side-by-side heatmaps (Figure 2a for one model, Figure 7 for baseline vs dispersion)."""
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.6 * len(runs) + 0.8, 3.4), squeeze=False)
-    for ax, run in zip(axes[0], runs):
-        im = draw_heatmap(ax, run)
-    axes[0][0].set_ylabel('cosine similarity')
-    fig.colorbar(im, ax=axes[0].tolist(), label='density')
-    save_figure(fig, path)
-
-
-def plot_trend(runs, path):
-    """Figure 2b: mean cosine per layer fraction, one line per run, and the rank correlations per run."""
-    import matplotlib.pyplot as plt
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for run in runs:
-        m = run['mean_cossim']
-        ax1.plot(np.linspace(0, 1, len(m)), m, marker='.', label=run['name'])
-    ax1.set_xlabel('layer fraction')
-    ax1.set_ylabel('mean cosine similarity')
-    ax1.legend(fontsize=7)
-    nan = lambda v: np.nan if v is None else v
-    rho, tau = [nan(r['spearman']) for r in runs], [nan(r['kendall']) for r in runs]
-    steps = [r['step'] for r in runs]
-    if len(runs) > 1 and None not in steps and len(set(steps)) == len(steps):  # a snapshot series: x = step
-        ax2.plot(steps, rho, marker='o', label='Spearman')
-        ax2.plot(steps, tau, marker='s', label='Kendall')
-        ax2.set_xlabel('step')
-    else:
-        x = np.arange(len(runs))
-        ax2.bar(x - 0.2, rho, 0.4, label='Spearman')
-        ax2.bar(x + 0.2, tau, 0.4, label='Kendall')
-        ax2.set_xticks(x, [r['name'] for r in runs], rotation=30, ha='right', fontsize=7)
-        ax2.set_xlim(-1, len(runs))
-    ax2.set_ylabel('rank correlation with depth')
-    ax2.set_ylim(-1, 1)
-    ax2.axhline(0, color='gray', lw=0.5)
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
 def write_outputs(runs, out_dir):
+    """condensation.json, condensation.csv, then the figures: a heatmap per run measured with histograms, and
+    trend.png (figures.write_figures)."""
     os.makedirs(out_dir, exist_ok=True)
-    obj = runs[0] if len(runs) == 1 else {'runs': runs}
-    atomic_write(os.path.join(out_dir, 'condensation.json'), lambda f: json.dump(obj, f, indent=1))
-
-    def write_csv(f):
-        rows = [csv_row(r) for r in runs]
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    atomic_write(os.path.join(out_dir, 'condensation.csv'), write_csv)
-    with_hist = [r for r in runs if r['histograms'] is not None]
-    for r in with_hist:
-        name = 'heatmap.png' if len(runs) == 1 else f"heatmap_{safe_name(r['name'])}.png"
-        plot_heatmaps([r], os.path.join(out_dir, name))
-    plot_trend(runs, os.path.join(out_dir, 'trend.png'))
+    atomic_write(os.path.join(out_dir, 'condensation.json'),
+                 json.dumps(runs[0] if len(runs) == 1 else {'runs': runs}, indent=1))
+    rows = [csv_row(r) for r in runs]
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(os.path.join(out_dir, 'condensation.csv'), table.getvalue())
+    figures.write_figures(runs, out_dir)
 
 
 # -----------------------------------------------------------------------------
@@ -459,12 +324,8 @@ def snapshot_paths(out):
     """ckpt_*.pt in step order, then ckpt.pt (skipped later if its step was already measured)."""
     if not os.path.isdir(out):
         raise ValueError(f"--snapshots needs a train.py out_dir, got '{out}'")
-    snaps = {}  # step -> path; sorted by number, since past step 999999 the names stop sorting as text
-    for p in glob.glob(os.path.join(out, 'ckpt_*.pt')):
-        m = re.fullmatch(r'ckpt_(\d+)\.pt', os.path.basename(p))
-        if m:
-            snaps[int(m.group(1))] = p
-    paths = [snaps[step] for step in sorted(snaps)]
+    found = [(int(m.group(1)), m.group(0)) for f in os.listdir(out) if (m := re.fullmatch(r'ckpt_(\d+)\.pt', f))]
+    paths = [os.path.join(out, f) for _, f in sorted(found)]  # by step: past 999999 names stop sorting as text
     if os.path.isfile(os.path.join(out, 'ckpt.pt')):
         paths.append(os.path.join(out, 'ckpt.pt'))
     if not paths:
@@ -473,25 +334,12 @@ def snapshot_paths(out):
 
 
 def main():
-    from configurator import configure, die
-    import matplotlib
-    matplotlib.use('Agg')
-    configure(globals(), types={'ckpt': (str, list), 'init_from': (str, list), 'compare': (str, list)})
-
-    if as_list(compare):
+    configure(globals(), keys=CONFIG_KEYS)
+    if as_list(compare):  # no measuring: figures of runs measured earlier, side by side
         try:
-            labelled = [(p, r) for p in as_list(compare) for r in load_runs(p)]
-        except (OSError, ValueError, KeyError) as e:
-            die(first_line(e))
-        runs = [r for _, r in labelled]
-        if len({r['name'] for r in runs}) < len(runs):  # e.g. two runs of one script: say which file each is
-            for p, r in labelled:
-                r['name'] = f"{os.path.basename(os.path.normpath(p))}: {r['name']}"
-        if any(r['histograms'] is None for r in runs):
-            die("--compare needs runs measured with histograms=True")
-        os.makedirs(out_dir, exist_ok=True)
-        plot_heatmaps(runs, os.path.join(out_dir, 'compare.png'))
-        plot_trend(runs, os.path.join(out_dir, 'compare_trend.png'))
+            runs = figures.compare(as_list(compare), out_dir)
+        except (OSError, ValueError, KeyError) as e:  # a missing or malformed condensation.json
+            die(one_line(e))
         print(f"wrote {os.path.join(out_dir, 'compare.png')} and compare_trend.png ({len(runs)} runs)")
         return
 
@@ -508,7 +356,7 @@ def main():
             try:
                 subjects += [('ckpt', p, name) for p in snapshot_paths(path)]
             except (OSError, ValueError) as e:
-                die(first_line(e))
+                die(one_line(e))
         else:
             subjects.append((kind, path, name))
     if not subjects:
@@ -528,30 +376,31 @@ def main():
     runs, steps_seen = [], set()
     for kind, path, name in subjects:
         try:
-            sub = load_ours(path) if kind == 'ckpt' else load_hf(path, ptdtype)
+            loaded = load_train_checkpoint(path) if kind == 'ckpt' else load_hf_model(path, ptdtype)
         except Exception as e:  # missing files, unknown architectures, bad checkpoints: one line each
-            die(f"cannot load {'checkpoint' if kind == 'ckpt' else 'model'} '{path}': {first_line(e)}")
+            die(f"cannot load {'checkpoint' if kind == 'ckpt' else 'model'} '{path}': {one_line(e)}")
         if snapshots and kind == 'ckpt':
-            if (name, sub['step']) in steps_seen:
+            if (name, loaded['step']) in steps_seen:
                 continue  # ckpt.pt is the same step as the last snapshot
-            steps_seen.add((name, sub['step']))
-            name = f"{name} step {sub['step']}"
-        if sub['max_len'] is not None and seq_len > sub['max_len']:
-            die(f"seq_len={seq_len} is beyond the context of '{path}' ({sub['max_len']} tokens)")
-        source = sources[0] if sources else sub['default_source']
+            steps_seen.add((name, loaded['step']))
+            name = f"{name} step {loaded['step']}"
+        if loaded['max_len'] is not None and seq_len > loaded['max_len']:
+            die(f"seq_len={seq_len} is beyond the context of '{path}' ({loaded['max_len']} tokens)")
+        source = sources[0] if sources else loaded['default_source']
         if not source[1]:
             die(f"no windows for '{path}': give --dataset, --text_file or --hf_dataset")
         try:
-            windows, starts = make_windows(source, sub['encode'], sub['vocab_size'], num_samples, seq_len, seed,
-                                           min_words)
+            windows, starts = make_windows(source, loaded['encode'], loaded['vocab_size'], num_samples, seq_len,
+                                           seed, min_words)
         except Exception as e:  # missing data, offline hub, too-short text
-            die(f"cannot make windows from {source[0]} '{source[1]}': {first_line(e)}")
-        sub['model'].to(device=dev, dtype=ptdtype)
+            die(f"cannot make windows from {source[0]} '{source[1]}': {one_line(e)}")
+        loaded['model'].to(device=dev, dtype=ptdtype)
         print(f"measuring {name}: {len(windows)} windows x {seq_len} tokens from {source[0]} '{source[1]}' on {dev}")
-        run = measure_run(sub['hidden'], windows, starts, batch_size, dev, keep_matrices=histograms, name=name,
-                          source=path, step=sub['step'], windows=f"{source[0]}:{source[1]}", seed=seed, dtype=dtype)
+        run = measure_run(loaded['hidden_states'], windows, starts, batch_size, dev, keep_matrices=histograms,
+                          name=name, source=path, step=loaded['step'], windows=f"{source[0]}:{source[1]}",
+                          seed=seed, dtype=dtype)
         runs.append(run)
-        del sub  # free the model before loading the next one
+        del loaded  # free the model before loading the next one
         print(f"  {run['seconds']:.1f}s | spearman {run['spearman']} | kendall {run['kendall']} | "
               f"mean_last_1 {run['mean_cossim'][-1]:.4f}")
     write_outputs(runs, out_dir)

@@ -24,6 +24,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from configurator import config_keys, configure  # noqa: E402  (needs ROOT on the path)
 
 # -----------------------------------------------------------------------------
 n_layer = 12          # the real shape of gpt2 (124M), random weights
@@ -37,6 +38,7 @@ workdir = ''          # where the model, tokens and outputs go; default: a new t
 sides = 'both'        # 'measure': time measure.py alone (prepare and run it; no comparison)
 role = 'main'         # 'package': internal, the child process that runs the package
 # -----------------------------------------------------------------------------
+CONFIG_KEYS = config_keys(globals())  # the names above are the keys; configured when run as a script
 
 
 def run_package(workdir):
@@ -145,7 +147,6 @@ def main(workdir):
 
 
 if __name__ == '__main__':
-    from configurator import configure
-    configure(globals())
+    configure(globals(), keys=CONFIG_KEYS)
     workdir = workdir or tempfile.mkdtemp(prefix='measure_bench_')
     run_package(workdir) if role == 'package' else main(workdir)

@@ -1,6 +1,7 @@
 """measure.py: the condensation metric against an independent numpy computation on tiny HF models (GPT-2 and
 Qwen3, random weights, hidden states from transformers itself), closed-form answers, snapshot series,
-multi-model trends, text input with a locally built tokenizer, and one-line errors for bad input.
+multi-model trends, text input with a locally built tokenizer, and one-line errors for bad input; figures.py:
+the figures show the run dicts' numbers, and importing measure.py (as train.py does) loads no matplotlib.
 
 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python -m pytest -q tests/test_measure.py
 """
@@ -17,8 +18,9 @@ import pytest
 import scipy.stats
 import torch
 
+import figures
 import measure
-from measure import CondensationStats, mean_cossim, normalize
+from measure import mean_cossim, measure_run, normalize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = 97
@@ -57,6 +59,15 @@ def ref_kendall(y):
 
 def counts_of(density, T):  # density histogram -> entry counts (bin width 2/128)
     return np.asarray(density) * T * T * (2 / 128)
+
+
+def measure_hidden(hidden, batch_size=None, keep_matrices=True):
+    """measure_run on given hidden states [B, T, d]: window b holds token id b everywhere, and the stand-in model
+    returns window b's states."""
+    B, T = hidden[0].shape[:2]
+    windows = np.repeat(np.arange(B)[:, None], T, axis=1)
+    return measure_run(lambda idx: [h[idx[:, 0]] for h in hidden], windows, list(range(B)), batch_size or B, 'cpu',
+                       keep_matrices=keep_matrices, name='x')
 
 
 # -----------------------------------------------------------------------------
@@ -132,9 +143,7 @@ def test_identical_tokens_give_one_at_every_layer():
     torch.manual_seed(0)
     hidden = [torch.randn(3, 1, 16).repeat(1, 10, 1) * s for s in (1.0, 5.0, 1e3)]  # 3 windows of 10 equal tokens
     assert mean_cossim(hidden) == pytest.approx([1.0] * 3, abs=1e-6)
-    acc = CondensationStats()
-    acc.update(hidden)
-    out = acc.finalize()
+    out = measure_hidden(hidden)
     assert out['mean_cossim'] == pytest.approx([1.0] * 3, abs=1e-6)
     for h in out['histograms']:  # all 100 entries in the last bin [1 - 1/64, 1]: density 1 / (2/128) = 64
         assert h[-1] == pytest.approx(64.0) and sum(h[:-1]) == 0
@@ -152,9 +161,7 @@ def test_orthogonal_embeddings_give_one_over_T():
     # the floor: x / max(||x||, 1e-3) leaves tiny vectors tiny, so their cosines are 1e-4, not 1
     assert normalize(tiny)[0, 0, 0].item() == pytest.approx(1e-2)
     assert mean_cossim([tiny])[0] == pytest.approx(1e-4, rel=1e-5)
-    acc = CondensationStats()
-    acc.update([layer0])
-    out = acc.finalize()
+    out = measure_hidden([layer0])
     assert out['mean_cossim'][0] == pytest.approx(1 / T, abs=1e-7)
     assert counts_of(out['histograms'][0], T)[64] == pytest.approx(T * T - T)  # zeros fall in bin [0, 1/64)
     assert counts_of(out['histograms'][0], T)[-1] == pytest.approx(T)
@@ -167,26 +174,19 @@ def test_matrix_free_mean_equals_clipped_matrix_mean_and_streaming_is_batch_inde
     hidden = [(torch.randn(5, 24, 16) + torch.randn(16) * s) * 1e3 for s in (2.0, 0.5, 50.0, 10.0)]
     ref_means, ref_counts, rho, tau = ref_condensation([[h[b].numpy() for h in hidden] for b in range(5)])
     assert mean_cossim(hidden) == pytest.approx(ref_means.tolist(), abs=1e-6)
-    results = []
-    for matrices in (True, False):
-        for chunks in ((5,), (1, 4), (2, 2, 1)):
-            acc, i = CondensationStats(matrices=matrices), 0
-            for c in chunks:
-                acc.update([h[i:i + c] for h in hidden])
-                i += c
-            results.append(acc.finalize())
+    results = [measure_hidden(hidden, batch_size, keep_matrices)  # batches of 5; 1 x 5; 2, 2, 1; 4, 1
+               for keep_matrices in (True, False) for batch_size in (5, 1, 2, 4)]
     for out in results:
+        assert (out['n_layers'], out['num_samples'], out['seq_len'], out['starts']) == (3, 5, 24, [0, 1, 2, 3, 4])
         assert out['mean_cossim'] == pytest.approx(ref_means.tolist(), abs=1e-6)
         assert out['spearman'] == pytest.approx(rho, abs=1e-12) and out['kendall'] == pytest.approx(tau, abs=1e-12)
         assert out['mean_last_n'] == pytest.approx([ref_means[-n:].mean() for n in (1, 2, 3, 4)], abs=1e-6)
-    assert results[0]['histograms'] == results[1]['histograms'] == results[2]['histograms']
+    assert all(out['histograms'] == results[0]['histograms'] for out in results[1:4])
     for layer, c in enumerate(ref_counts):
         assert np.abs(counts_of(results[0]['histograms'][layer], 24) - c).sum() <= 2  # a bin-edge entry at most
-    assert all(out['histograms'] is None for out in results[3:])
-    with pytest.raises(ValueError, match='equal length'):
-        acc = CondensationStats()
-        acc.update([torch.randn(1, 8, 4)])
-        acc.update([torch.randn(1, 9, 4)])
+    assert all(out['histograms'] is None for out in results[4:])
+    with pytest.raises(ValueError, match='no windows'):
+        measure_run(lambda idx: [idx.float()[..., None]], np.zeros((0, 8), dtype=np.int64), [], 4, 'cpu')
 
 
 def test_rank_correlations_match_scipy_defaults_with_ties():
@@ -228,15 +228,68 @@ def test_hf_models_match_numpy_and_trend_has_one_row_per_model(hf_dirs, token_da
         assert float(row['mean_last_1']) == pytest.approx(means[-1], abs=1e-5)
         assert float(row['mean_last_half']) == pytest.approx(means[-3:].mean(), abs=1e-5)  # n = 5 // 2 + 1
         assert int(row['n_layers']) == 4 and row['step'] == ''
-    pngs = sorted(p.name for p in out.glob('*.png'))
-    assert len(pngs) == 3 and 'trend.png' in pngs                      # a heatmap per model, and the trend
-    assert not [p for p in out.iterdir() if p.name.startswith('.tmp_')]  # nothing half-written left behind
+    # a heatmap per model and the trend; no temporary file of the atomic writes left behind
+    assert sorted(p.name for p in out.iterdir()) == ['condensation.csv', 'condensation.json', 'heatmap_gpt2.png',
+                                                     'heatmap_qwen3.png', 'trend.png']
     import matplotlib.image
-    assert matplotlib.image.imread(str(out / 'trend.png')).shape[2] in (3, 4)
-    # Figure 7 style: a side-by-side comparison read back from condensation.json files
+    one_height, one_width, _ = matplotlib.image.imread(str(out / 'heatmap_gpt2.png')).shape
+    assert 1.1 < one_width / one_height < 1.6                          # one panel and its colorbar
+    # Figure 7 style: a side-by-side comparison read back from condensation.json files (4 runs: 2 files x 2 models)
     run_cli([f'--compare={out},{out}', f'--out_dir={tmp_path / "cmp"}'])
-    assert (tmp_path / 'cmp' / 'compare.png').stat().st_size > 1000
-    assert (tmp_path / 'cmp' / 'compare_trend.png').stat().st_size > 1000
+    assert sorted(p.name for p in (tmp_path / 'cmp').iterdir()) == ['compare.png', 'compare_trend.png']
+    height, width, _ = matplotlib.image.imread(str(tmp_path / 'cmp' / 'compare.png')).shape
+    assert height == one_height and width > 2.5 * one_width            # four panels in a row, one colorbar
+    height, width, _ = matplotlib.image.imread(str(tmp_path / 'cmp' / 'compare_trend.png')).shape
+    assert 2.2 < width / height < 3.2                                  # trend and correlations side by side
+
+
+# -----------------------------------------------------------------------------
+# figures.py: what each figure draws, read back from the matplotlib Figure
+
+def fake_run(name, step, means, rho, tau, seed):
+    hist = np.random.default_rng(seed).uniform(0, 12, size=(len(means), 128))
+    return dict(name=name, step=step, mean_cossim=means, spearman=rho, kendall=tau, histograms=hist.tolist())
+
+
+def test_figures_draw_the_run_dicts(tmp_path):
+    runs = [fake_run('base', None, [0.1, 0.3, 0.2, 0.6], 0.8, 2 / 3, 0),
+            fake_run('disp', 500, [0.2, 0.2, 0.2, 0.2, 0.2, 0.2], None, None, 1)]
+    fig = figures.plot_heatmaps(runs, str(tmp_path / 'h.png'))
+    panels = fig.axes[:2]                                              # then the colorbar's axes
+    for ax, run in zip(panels, runs):
+        np.testing.assert_array_equal(ax.images[0].get_array(), np.array(run['histograms']).T)  # a column per state
+        n = len(run['mean_cossim'])
+        assert ax.images[0].get_extent() == pytest.approx([-0.5 / (n - 1), 1 + 0.5 / (n - 1), -1, 1])
+        assert ax.get_ylim() == (-0.25, 1) and ax.images[0].get_clim() == (0, 10)
+    assert [ax.get_title() for ax in panels] == ['base', 'disp (step 500)'] and len(fig.axes) == 3
+    fig = figures.plot_trend(runs, str(tmp_path / 't.png'))
+    lines, bars = fig.axes
+    for line, run in zip(lines.get_lines(), runs):
+        np.testing.assert_allclose(line.get_xdata(), np.linspace(0, 1, len(run['mean_cossim'])))
+        assert list(line.get_ydata()) == run['mean_cossim']
+    heights = [p.get_height() for p in bars.patches]                  # Spearman bars, then Kendall bars
+    assert heights[0] == 0.8 and heights[2] == 2 / 3 and np.isnan(heights[1]) and np.isnan(heights[3])
+    assert [t.get_text() for t in bars.get_xticklabels()] == ['base', 'disp']
+    # a snapshot series (distinct steps): the correlations as lines against the step
+    series = [fake_run(f'run step {s}', s, [0.1, 0.2 + s / 1e3, 0.3], r, r, s) for s, r in ((100, 1.0), (300, 0.5))]
+    fig = figures.plot_trend(series, str(tmp_path / 's.png'))
+    assert [list(line.get_xdata()) for line in fig.axes[1].get_lines()[:2]] == [[100, 300], [100, 300]]
+    assert list(fig.axes[1].get_lines()[0].get_ydata()) == [1.0, 0.5] and fig.axes[1].get_xlabel() == 'step'
+    assert figures.plot_heatmaps(series[1:], str(tmp_path / 'h1.png')).axes[0].get_title() == 'run step 300'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['h.png', 'h1.png', 's.png', 't.png']  # no temp files
+
+
+def test_measure_imports_no_matplotlib_and_compare_errors_are_one_line(tmp_path, capsys):
+    code = "import sys, measure; print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))"
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0 and p.stdout.strip() == '[]'             # train.py imports measure.py
+    assert cli_error([f'--compare={tmp_path / "nowhere"}', f'--out_dir={tmp_path / "o"}'], capsys) == \
+        (1, f"error: no condensation.json at '{tmp_path / 'nowhere'}'")
+    no_hist = dict(fake_run('x', None, [0.1, 0.2], 1.0, 1.0, 0), histograms=None)
+    (tmp_path / 'condensation.json').write_text(json.dumps(no_hist))
+    assert cli_error([f'--compare={tmp_path}', f'--out_dir={tmp_path / "o"}'], capsys) == \
+        (1, 'error: --compare needs runs measured with histograms=True')
+    assert not (tmp_path / 'o').exists()
 
 
 # -----------------------------------------------------------------------------
@@ -351,6 +404,27 @@ def test_bad_inputs_in_process(hf_dirs, token_dataset, tmp_path, capsys):
     code, msg = cli_error(['--num_sample=3'], capsys)  # a config error: exit 2 via the configurator
     assert code == 2 and 'num_samples' in msg
     assert not out.exists()
+
+
+KEYS = ['ckpt', 'snapshots', 'init_from', 'dataset', 'text_file', 'hf_dataset', 'num_samples', 'seq_len',
+        'batch_size', 'min_words', 'histograms', 'device', 'dtype', 'seed', 'out_dir', 'compare']
+
+
+def test_only_the_defaults_are_keys(tmp_path, capsys):
+    """--help lists the defaults block and nothing else; a module constant such as NORM_FLOOR (part of the
+    metric's definition) is an unknown key: exit 2, one line, nothing written."""
+    run = lambda *args: subprocess.run([sys.executable, os.path.join(ROOT, 'measure.py'), *args],
+                                       capture_output=True, text=True, cwd=tmp_path)
+    p = run('--help')
+    assert p.returncode == 0 and [line.split('=')[0].strip() for line in p.stdout.splitlines()[1:]] == \
+        [f'--{k}' for k in KEYS]
+    assert measure.CONFIG_KEYS == KEYS
+    p = run('--NORM_FLOOR=0', f'--out_dir={tmp_path / "o"}')
+    assert p.returncode == 2 and p.stderr.strip() == "error: unknown config key 'NORM_FLOOR'"
+    for key in ('NUM_BINS', 'HF_DATASETS', 'WORD', 'CONFIG_KEYS'):
+        assert cli_error([f'--{key}=0', f'--out_dir={tmp_path / "o"}'], capsys) == \
+            (2, f"error: unknown config key '{key}'")
+    assert not (tmp_path / 'o').exists()
 
 
 @pytest.mark.parametrize('args,needle', [
