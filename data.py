@@ -23,6 +23,8 @@ from itertools import islice
 
 import numpy as np
 
+from configurator import one_line
+
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')  # where dataset names live
 META_KEYS = ('tokenizer', 'dtype', 'vocab_size', 'eot_token')
 BYTE_EOT = 256  # the byte tokenizer's end-of-text id, one past the 256 byte values
@@ -66,9 +68,10 @@ def token_dtype(vocab_size):
     return 'uint16' if vocab_size <= 2**16 else 'uint32'
 
 
-def load_meta(dir):
-    """Read and check dir/meta.json; every problem is a one-line ValueError naming the file."""
-    path = os.path.join(dir, 'meta.json')
+def load_meta(folder):
+    """Read and check folder/meta.json: a FileNotFoundError if it is missing, else every problem is a one-line
+    ValueError naming the file."""
+    path = os.path.join(folder, 'meta.json')
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found (a dataset folder needs train.bin, val.bin and meta.json)")
     try:
@@ -98,10 +101,10 @@ def load_meta(dir):
     return meta
 
 
-def load_tokens(dir, split):
-    """The tokens of dir/{split}.bin as a read-only np.memmap (no copy: the file can be far bigger than RAM)."""
-    meta = load_meta(dir)
-    path = os.path.join(dir, f'{split}.bin')
+def load_tokens(folder, split):
+    """The tokens of folder/{split}.bin as a read-only np.memmap (no copy: the file can be far bigger than RAM)."""
+    meta = load_meta(folder)
+    path = os.path.join(folder, f'{split}.bin')
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found")
     dtype = np.dtype(meta['dtype'])
@@ -138,8 +141,7 @@ def _auto_tokenizer(name):
     try:
         return AutoTokenizer.from_pretrained(name)
     except Exception as e:  # offline, unknown id, broken folder: all end here
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ''
-        raise ValueError(f"could not load the Hugging Face tokenizer '{name}' ({type(e).__name__}: {first[:200]}); "
+        raise ValueError(f"could not load the Hugging Face tokenizer '{name}' ({one_line(e)[:200]}); "
                          f"it needs the hub once, or a local folder saved with save_pretrained") from None
 
 
@@ -226,9 +228,8 @@ def load_documents(path, name=None, data_files=None, streaming=False):
     try:
         return datasets.load_dataset(path, name, streaming=streaming)
     except Exception as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ''
         raise ValueError(f"could not load {path}{' (' + name + ')' if name else ''} from the Hugging Face hub "
-                         f"({type(e).__name__}: {first}); fetch it where there is internet (`hf download {path} "
+                         f"({one_line(e)[:200]}); fetch it where there is internet (`hf download {path} "
                          f"--repo-type dataset --local-dir <dir>`) and pass its files with --data_files") from None
 
 
@@ -258,11 +259,11 @@ def _encode_batch(docs, tok=None):
     return np.array(ids, dtype=np.uint32)
 
 
-def _encoded_batches(docs, tokenizer_name, tok, num_proc, batch_size=256):
+def _encoded_batches(docs, tokenizer_name, tok, num_proc, docs_per_batch=256):
     """Encoded batches of docs, in order. num_proc > 1 runs a process pool that reads the input only a few
     batches ahead (Pool.imap would pull a whole streamed dataset into memory)."""
     it = iter(docs)
-    batches = iter(lambda: list(islice(it, batch_size)), [])
+    batches = iter(lambda: list(islice(it, docs_per_batch)), [])
     if num_proc <= 1:
         yield from (_encode_batch(b, tok) for b in batches)
         return
@@ -286,30 +287,33 @@ def write_tokens(out_dir, tokenizer_name, splits, num_proc=1, max_tokens=None):
     other document is followed by the end-of-text token, so a .bin file is one flat stream that train.py
     samples windows from. max_tokens caps the train split (cut at exactly that many tokens, mid-document).
     The output is a function of the documents and the tokenizer alone (num_proc does not change a byte).
-    Files are written to temporary names and renamed into place, meta.json last, so a crash never leaves a
-    half-written file, and concurrent writers of the same data (DDP ranks preparing pydocs) are harmless.
+    Every file goes through checkpoint.atomic_write (a temporary name, then a rename), meta.json last, so a crash
+    never leaves a half-written file, and concurrent writers of the same data (DDP ranks preparing pydocs) are
+    harmless.
     """
     from tqdm import tqdm
+    # imported here, not at the top: checkpoint imports torch, and data/pydocs/prepare.py imports this file before
+    # it reads the standard library's docstrings, which importing torch would change
+    from checkpoint import atomic_write
     tok = get_tokenizer(tokenizer_name)
     meta = {'tokenizer': tokenizer_name, 'dtype': token_dtype(tok.vocab_size),
             'vocab_size': tok.vocab_size, 'eot_token': tok.eot_token}
+    meta_text = json.dumps(meta, indent=2) + '\n'
     os.makedirs(out_dir, exist_ok=True)
     meta_path = os.path.join(out_dir, 'meta.json')
     if os.path.isfile(meta_path):
         with open(meta_path) as f:
-            old = f.read()
-        if old != json.dumps(meta, indent=2) + '\n':
+            stale = f.read() != meta_text
+        if stale:
             os.remove(meta_path)  # new bins under an old meta.json (another dtype) would read as garbage
     written = {}
     for split, docs in splits.items():
         cap = max_tokens if split == 'train' else None
         docs = (d for d in docs if d and not d.isspace())
-        path = os.path.join(out_dir, f'{split}.bin')
-        tmp = f'{path}.{os.getpid()}.tmp'
-        num_docs = num_tokens = 0
-        try:
-            with open(tmp, 'wb') as f, tqdm(desc=f'{split}', unit='tok', unit_scale=True, total=cap,
-                                            disable=None) as bar:
+
+        def write_bin(f):  # streams the split into atomic_write's temporary file, batch by batch
+            num_docs = num_tokens = 0
+            with tqdm(desc=split, unit='tok', unit_scale=True, total=cap, disable=None) as bar:
                 for ids in _encoded_batches(docs, tokenizer_name, tok, num_proc):
                     if cap is not None and num_tokens + len(ids) > cap:
                         ids = ids[:cap - num_tokens]
@@ -321,15 +325,10 @@ def write_tokens(out_dir, tokenizer_name, splits, num_proc=1, max_tokens=None):
                         break
             if num_tokens == 0:
                 raise ValueError(f"the {split} split has no non-empty documents")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        written[split] = (num_docs, num_tokens)
-    tmp = f'{meta_path}.{os.getpid()}.tmp'
-    with open(tmp, 'w') as f:
-        f.write(json.dumps(meta, indent=2) + '\n')
-    os.replace(tmp, meta_path)
+            written[split] = (num_docs, num_tokens)
+
+        atomic_write(os.path.join(out_dir, f'{split}.bin'), write_bin)
+    atomic_write(meta_path, meta_text)
     for split, (num_docs, num_tokens) in written.items():
         print(f"{split}.bin: {num_docs:,} documents, {num_tokens:,} tokens ({meta['dtype']})")
     print(f"wrote {out_dir} (tokenizer {tokenizer_name}, vocab_size {tok.vocab_size}, eot {tok.eot_token})")

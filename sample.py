@@ -20,8 +20,8 @@ num_samples = 3         # samples drawn, one after the other
 max_new_tokens = 200    # tokens generated per sample
 temperature = 0.8       # < 1 sharpens the distribution, > 1 flattens it; 0 = always the most likely token
 top_k = 200             # keep only the k most likely tokens (0 = all)
-seed = 1337
-device = 'cuda' if torch.cuda.is_available() else 'cpu'
+seed = 1337             # the sampling seed (torch.manual_seed)
+device = 'cuda' if torch.cuda.is_available() else 'cpu'  # or cpu, cuda:1, mps
 # -----------------------------------------------------------------------------
 
 
@@ -49,8 +49,8 @@ if __name__ == '__main__':
     configure(globals())
     if temperature < 0 or top_k < 0 or num_samples < 1 or max_new_tokens < 0:
         die("need temperature >= 0, top_k >= 0, num_samples >= 1 and max_new_tokens >= 0", 2)
+    from checkpoint import load_checkpoint
     from data import get_tokenizer
-    from model import load_checkpoint
 
     torch.manual_seed(seed)
     try:

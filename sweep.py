@@ -1,13 +1,15 @@
 """
-Run one of the paper's tables: every config of the table over several seeds, then eval.py --table.
+Run one of the paper's tables: every config of the table over several seeds, then tables.py over their results.
 
     python sweep.py --table=2 --family=gpt2 --seeds=1,2,3 --nproc=8     # Table 2, GPT2 rows
     python sweep.py --table=4 --dry_run=True                            # print the commands only
 
 Each run is `torchrun --standalone --nproc_per_node=<nproc> train.py config/<name>.py --seed=S
---out_dir=out/<name>_s<S>`; the configs run lm-eval at the end (eval_tasks='paper') and leave eval.json, which
-eval.py --table groups by method into the paper's layout (mean +- std over seeds, average rank, Welch's t-test
-against the dispersion row). A run whose eval.json exists is skipped, so an interrupted sweep can be restarted.
+--out_dir=out/<name>_s<S>`; the configs run lm-eval at the end (eval_tasks='paper') and leave eval.json. Then
+`python tables.py out/<name>_s<S>/eval.json ... --table_out=out/table<N>.md` (table2_<family>.md for Table 2)
+groups them by method into the paper's layout (mean +- std over seeds, average rank, and Welch's t-test of the
+per-seed averages against the dispersion row; a row of a single run is compared by a one-sample t-test), printed
+and written with a .csv beside it. A run whose eval.json exists is skipped, so an interrupted sweep can be restarted.
 """
 
 import os
@@ -16,12 +18,14 @@ import sys
 
 from configurator import configure, die
 
-table = '2'            # 2 | 3 | 4 | 5 (see TABLES)
-family = 'gpt2'        # Table 2 only: gpt2 | gpt2m | qwen3_0_6b | qwen3_1_7b
-seeds = '1,2,3'        # the paper reports mean +- std over seeds
-nproc = 8              # GPUs per run (torchrun); 1 runs plain python
-dry_run = False        # print the commands, run nothing
-configure(globals(), types={'table': (str, int)})
+# -----------------------------------------------------------------------------
+table: str | int = '2'         # 2 | 3 | 4 | 5 (see TABLES)
+family = 'gpt2'                # Table 2 only: gpt2 | gpt2m | qwen3_0_6b | qwen3_1_7b
+seeds: int | list = [1, 2, 3]  # --seeds=1,2,3 or --seeds=1; the paper reports mean +- std over seeds
+nproc = 8                      # GPUs per run (torchrun); 1 runs plain python
+dry_run = False                # print the commands, run nothing
+# -----------------------------------------------------------------------------
+configure(globals())
 
 METHODS = ['', '_noisy', '_forget', '_decor', '_l2', '_ortho', '_disp']  # Table 2's rows, in the paper's order
 TABLES = {
@@ -39,7 +43,9 @@ root = os.path.dirname(os.path.abspath(__file__))
 missing = [n for n in names if not os.path.isfile(os.path.join(root, 'config', f'{n}.py'))]
 if missing:
     die(f"no config file for {', '.join(missing)} (family '{family}'?)", 2)
-seed_list = [int(s) for s in str(seeds).split(',') if s.strip()]
+seed_list = [seeds] if isinstance(seeds, int) else seeds  # --seeds=1,2,3 is read as the tuple (1, 2, 3)
+if not seed_list or not all(type(s) is int for s in seed_list):
+    die(f"--seeds expects integers, e.g. --seeds=1,2,3 or --seeds=1; got {seeds!r}", 2)
 launcher = ['torchrun', '--standalone', f'--nproc_per_node={nproc}'] if nproc > 1 else [sys.executable]
 
 results = []
@@ -55,7 +61,7 @@ for name in names:
             die(f"run {out_dir} failed; fix it and run the sweep again (finished runs are skipped)")
 
 label = f"table{table}" + (f"_{family}" if table == '2' else '')
-cmd = [sys.executable, 'eval.py', '--table', *results, f'--table_out=out/{label}.md']
+cmd = [sys.executable, 'tables.py', *results, f'--table_out=out/{label}.md']
 print(' '.join(cmd), flush=True)
 if not dry_run:
     sys.exit(subprocess.run(cmd, cwd=root).returncode)

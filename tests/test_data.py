@@ -366,6 +366,23 @@ def test_prepare_errors_are_one_line_and_write_nothing(tmp_path):
     assert not out.exists()
 
 
+def test_write_tokens_failure_leaves_no_partial_files(tmp_path, tokenizer_dirs):
+    out = tmp_path / "out"
+    written = data.write_tokens(str(out), "byte", {"train": ["ab", " ", "c"], "val": ["é"]})
+    assert written == {"train": (2, 5), "val": (1, 3)}  # 'ab' eot 'c' eot; the two UTF-8 bytes of é, eot
+    assert (out / "meta.json").read_text() == json.dumps(
+        {"tokenizer": "byte", "dtype": "uint16", "vocab_size": 257, "eot_token": 256}, indent=2) + "\n"
+    assert data.load_tokens(str(out), "train").tolist() == [97, 98, 256, 99, 256]
+    # another tokenizer, and a val split that fails: train.bin is new, val.bin still the old one, so the old
+    # meta.json (which no longer describes train.bin) is gone, and no temporary file is left behind
+    small = tokenizer_dirs[0]
+    with pytest.raises(ValueError, match="the val split has no non-empty documents"):
+        data.write_tokens(str(out), small, {"train": ["Alpha beta"], "val": ["", "  \n"]})
+    assert sorted(os.listdir(out)) == ["train.bin", "val.bin"]
+    assert np.fromfile(out / "train.bin", dtype=np.uint16).tolist() == rust_ids(small, "Alpha beta") + [400]
+    assert np.fromfile(out / "val.bin", dtype=np.uint16).tolist() == list("é".encode()) + [256]
+
+
 # -----------------------------------------------------------------------------
 # sample.py
 

@@ -1,4 +1,5 @@
-"""eval.py: lm-eval scores equal lm-eval's own HFLM on the same weights, the Table 2 statistics, one-line errors.
+"""eval.py: lm-eval scores equal lm-eval's own HFLM on the same weights; tables.py: the Table 2 statistics (and
+eval.py --table is tables.py, byte for byte); sweep.py's commands; one-line errors.
 
 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python -m pytest -q tests/test_eval.py
 
@@ -29,6 +30,7 @@ from lm_eval.tasks import TaskManager
 
 import data
 import eval as eval_script
+import tables
 from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -214,9 +216,13 @@ def run_main(*args):
         sys.argv = argv
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "eval.py", *args], cwd=ROOT, capture_output=True, text=True,
+def run_cli(*args, script="eval.py"):
+    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}, timeout=300)
+
+
+def run_tables(*args):
+    return run_cli(*args, script="tables.py")
 
 
 def assert_one_line_error(p, *needles, code=1):
@@ -229,7 +235,7 @@ def assert_one_line_error(p, *needles, code=1):
 
 
 def test_hf_dir_cli_matches_lm_eval(hf_dir, task_dir, tmp_path, capsys):
-    out = tmp_path / "run.json"
+    out = tmp_path / "runs" / "run.json"  # --out creates its folder
     run_main(f"--init_from={hf_dir}", "--tasks=tiny_mc,tiny_ppl", f"--include_path={task_dir}",
              "--device=cpu", "--log_samples=True", f"--out={out}")
     stdout = capsys.readouterr().out
@@ -282,7 +288,7 @@ def test_cuda_auto_batch_matches_cpu(hf_dir, task_dir, tmp_path):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 
 
-# --- the Table 2 statistics ----------------------------------------------------------------------------------
+# --- tables.py: the Table 2 statistics ------------------------------------------------------------------------
 # 3 methods x 3 seeds x 3 tasks; mmlu comes with a subtask that the table must leave out
 SCORES = {  # method -> task -> per-seed accuracy
     "L_train": {"anli_r2": [0.30, 0.32, 0.34], "piqa": [0.60, 0.61, 0.65], "mmlu": [0.25, 0.24, 0.26]},
@@ -317,10 +323,10 @@ def write_runs(tmp_path):
 
 def test_table_statistics(tmp_path):
     paths = write_runs(tmp_path)
-    md_path = tmp_path / "table2.md"
-    p = run_cli("--table", *paths, f"--table_out={md_path}")
+    md_path = tmp_path / "tables" / "table2.md"  # --table_out creates its folder
+    p = run_tables(*paths, f"--table_out={md_path}")
     assert p.returncode == 0, p.stderr[-3000:]
-    with open(tmp_path / "table2.csv") as f:
+    with open(tmp_path / "tables" / "table2.csv") as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
     assert list(rows) == list(SCORES)
     tasks = ["anli_r2", "piqa", "mmlu"]
@@ -355,11 +361,59 @@ def test_table_statistics(tmp_path):
     assert cells[5] == "**1.5**" and cells[7] == "ref."
 
 
+def test_eval_table_is_tables_py(tmp_path):
+    """eval.py --table hands its run files, --table_out and --reference to tables.py: the same bytes printed, the
+    same files written, the same warnings and errors."""
+    paths = write_runs(tmp_path)
+    extra = tmp_path / "base_run" / "eval.json"  # train.py's eval.json (the training config, no label), one seed,
+    extra.parent.mkdir()                         # with a task the other runs lack (left out, with a warning)
+    extra.write_text(json.dumps({"seed": 1, "config": {"seed": 1, "reg": "dispersion", "reg_loc": "early"},
+                                 "results": {t: {"acc,none": 0.4} for t in ("anli_r2", "piqa", "mmlu", "hellaswag")}}))
+    got = {}
+    for name, run in (("eval", lambda *a: run_cli("--table", *a)), ("tables", run_tables)):
+        out = tmp_path / name / "t.md"
+        p = run(*paths, str(extra), f"--table_out={out}", "--reference=L_train")
+        assert p.returncode == 0, p.stderr[-3000:]
+        got[name] = (p.stdout, p.stderr, out.read_bytes(), out.with_suffix(".csv").read_bytes())
+    assert got["eval"] == got["tables"]
+    stdout, stderr = got["tables"][:2]
+    assert stderr == "warning: left out tasks not in every run: hellaswag\n"
+    # the train.py run is named from its training config; 40% is the best ANLI and MMLU score, not PIQA's
+    assert "\n| L_train + dispersion (early) | 1 | **40.0** | 40.0 | **40.0** |" in stdout
+    assert "against 'L_train'" in stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    p, q = run_cli("--table", str(bad)), run_tables(str(bad))
+    assert_one_line_error(p, str(bad), "cannot read run json")
+    assert (p.returncode, p.stdout, p.stderr) == (q.returncode, q.stdout, q.stderr)
+
+
+def test_tables_imports_no_torch():
+    """tables.py reads JSON files and runs scipy: neither torch nor lm-eval comes in with it."""
+    code = "import sys, tables; print(sorted(m for m in ('torch', 'lm_eval', 'transformers') if m in sys.modules))"
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout == "[]\n", p.stderr[-2000:]
+    # run files are the arguments that are neither options nor the value of `--key value`
+    assert tables.split_run_files(["a.json", "--table_out", "t.md", "b.json", "--reference=L_train", "-h"]) == \
+        (["--table_out", "t.md", "--reference=L_train", "-h"], ["a.json", "b.json"])
+
+
+def test_paper_tasks():
+    """The default task list is Table 2's ten benchmarks (the paper), six zero-shot and four few-shot."""
+    ten = ["anli_r2", "lambada_openai", "openbookqa", "piqa", "truthfulqa_mc2", "winogrande",
+           "arc_easy", "arc_challenge", "medmcqa", "mmlu"]
+    assert eval_script.task_list("") == eval_script.task_list(None) == eval_script.task_list("paper") == ten
+    assert [t for t in ten if t in eval_script.ALWAYS_ZERO_SHOT] == ten[:6]
+    assert eval_script.task_list(" piqa, mmlu ,") == eval_script.task_list(["piqa", "mmlu"]) == ["piqa", "mmlu"]
+    # tables.py's columns: the same ten in the same order, then the Wikitext-103 perplexity
+    assert list(tables.COLUMNS) == ten + ["paloma_wikitext_103"]
+
+
 def test_welch_single_run_is_one_sample_test():
     a, b = [35.1, 35.6, 35.3], [34.4]
-    assert eval_script.welch_p(a, b) == pytest.approx(stats.ttest_1samp(a, 34.4).pvalue, rel=1e-12)
-    assert eval_script.welch_p(b, a) == eval_script.welch_p(a, b)
-    assert [eval_script.p_band(p) for p in (5e-5, 5e-4, 5e-3, 0.03, 0.2)] == \
+    assert tables.welch_p(a, b) == pytest.approx(stats.ttest_1samp(a, 34.4).pvalue, rel=1e-12)
+    assert tables.welch_p(b, a) == tables.welch_p(a, b)
+    assert [tables.p_band(p) for p in (5e-5, 5e-4, 5e-3, 0.03, 0.2)] == \
         ["p < 0.0001", "p < 0.001", "p < 0.01", "p < 0.05", "n.s."]
 
 
@@ -389,11 +443,45 @@ metric_list:
     assert_one_line_error(p, "offline_probe", "download", "HF_DATASETS_OFFLINE")
 
 
-def test_no_model_and_bad_run_json(tmp_path):
+def test_no_model_and_constants_not_keys():
     assert_one_line_error(run_cli("--tasks=piqa"), "no model given", code=2)
+    # module constants are not config keys: only the defaults block is
+    assert_one_line_error(run_cli("--ALWAYS_ZERO_SHOT=[]", "--init_from=gpt2"), "unknown config key 'ALWAYS_ZERO_SHOT'",
+                          code=2)
+
+
+def test_table_errors(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"config": {"seed": 1}}))
-    assert_one_line_error(run_cli("--table", str(bad)), str(bad), "results")
+    assert_one_line_error(run_tables(str(bad)), str(bad), "results")
     good = tmp_path / "good.json"  # the same run twice would pass for two seeds
     good.write_text(json.dumps({"label": "L_train", "seed": 1, "results": {"piqa": {"acc,none": 0.6}}}))
-    assert_one_line_error(run_cli("--table", str(good), str(good)), "L_train", "seed 1")
+    assert_one_line_error(run_tables(str(good), str(good)), "L_train", "seed 1")
+    assert_one_line_error(run_tables(), "no run json files", code=2)
+    assert_one_line_error(run_tables("--COLUMNS={}", str(good)), "unknown config key 'COLUMNS'", code=2)
+    assert_one_line_error(run_cli("--table"), "--table needs run json files", code=2)
+
+
+# --- sweep.py: the runs of a table, then tables.py over their eval.json --------------------------------------
+
+
+def run_sweep(*args):
+    return subprocess.run([sys.executable, "sweep.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_sweep_dry_run_commands():
+    p = run_sweep("--table=3", "--seeds=1,2", "--nproc=1", "--dry_run=True")
+    assert p.returncode == 0, p.stderr
+    runs = [f"midtrain_gpt2_disp_{where}_s{s}" for where in ("early", "late") for s in (1, 2)]
+    assert p.stdout.splitlines() == [
+        f"{sys.executable} train.py config/{r[:-3]}.py --seed={r[-1]} --out_dir=out/{r}" for r in runs] + [
+        f"{sys.executable} tables.py {' '.join(f'out/{r}/eval.json' for r in runs)} --table_out=out/table3.md"]
+    p = run_sweep("--table=5", "--seeds=7", "--dry_run=True")  # one seed; 8 GPUs per run by default
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[:2] == [
+        f"torchrun --standalone --nproc_per_node=8 train.py config/{c}.py --seed=7 --out_dir=out/{c}_s7"
+        for c in ("pretrain_qwen3_0_6b", "pretrain_qwen3_0_6b_disp")]
+    for bad, needle in (("--seeds=1.5,2", "--seeds expects integers"), ("--table=7", "unknown table '7'"),
+                        ("--family=gpt3", "no config file for midtrain_gpt3")):
+        p = run_sweep(bad, "--dry_run=True")
+        assert_one_line_error(p, needle, code=2)

@@ -1,6 +1,7 @@
 """
 Prepare FineWeb-Edu for pre-training from scratch: by default `codelion/fineweb-edu-1B`, the 1B-token sample
-the paper's controlled pre-training study (pretrain_toy_gpt2.py, the MLP-width sweep) trained on.
+the paper's controlled pre-training study (the MLP-width sweep, config/pretrain_gpt2_mlp*.py) trained on, as the
+authors' pretrain_toy_gpt2.py (KrishnaswamyLab/LM-Dispersion) loads it.
 
     python data/fineweb_edu/prepare.py                                     # GPT-2 tokens -> data/fineweb_edu/
     python data/fineweb_edu/prepare.py --streaming=True --max_tokens=100_000_000     # only the first 100M tokens
@@ -28,7 +29,7 @@ tokenizer = 'gpt2'                      # 'gpt2' (tiktoken), 'byte', or a HF hub
 out_dir = ''                            # '' = this script's folder
 hub_dataset = 'codelion/fineweb-edu-1B'
 hub_config = ''                         # e.g. 'sample-10BT' for HuggingFaceFW/fineweb-edu
-data_files = ''                         # local files instead of the hub: a path, a list, or {'train': ...}
+data_files: str | list | dict = ''      # local files instead of the hub: a path, a list, or {'train': ...}
 streaming = False                       # read the hub lazily instead of downloading the whole dataset first
 max_tokens = 0                          # cap on train.bin tokens (0 = no cap)
 num_docs = 0                            # cap on train documents (0 = no cap)
@@ -37,7 +38,7 @@ num_proc = max(1, min(8, (os.cpu_count() or 2) // 2))  # tokenizer processes
 # -----------------------------------------------------------------------------
 
 if __name__ == '__main__':
-    configure(globals(), types={'data_files': (str, list, dict)})
+    configure(globals())
     if val_docs < 1 or max_tokens < 0 or num_docs < 0:
         die(f"need val_docs >= 1, max_tokens >= 0, num_docs >= 0 (got {val_docs}, {max_tokens}, {num_docs})", 2)
     out_dir = out_dir or os.path.dirname(os.path.abspath(__file__))

@@ -11,13 +11,13 @@ wiki.valid.raw, or text/json files) through the same datasets code: only the loa
 Another tokenizer needs another --out_dir; the folder name is what train.py's --dataset takes
 (data/wikitext_qwen3 -> --dataset=wikitext_qwen3).
 
-Preprocessing, against the paper's official scripts (midtrain_gpt2.py, midtrain_qwen3.py): both drop empty
-and whitespace-only rows and tokenize without a BOS token. The official code then concatenates the rows of
-each `map` batch and cuts them into blocks of context_len. Here the rows of each article (an article starts at
-a top-level heading " = Title = ") are joined into one document, and the documents are written as one flat
-stream, each followed by the end-of-text token; train.py samples windows from it. Inside an article the text
-is the official concatenation (tokenized as one string, which GPT-2's pre-tokenizer splits the same way at row
-ends); the end-of-text tokens (one per article, ~0.02% of the tokens) are the only addition.
+Preprocessing, against the official scripts (KrishnaswamyLab/LM-Dispersion midtrain_gpt2.py, midtrain_qwen3.py):
+both drop empty and whitespace-only rows and tokenize without a BOS token. The official code then concatenates the
+rows of each `map` batch and cuts them into blocks of context_len. Here the rows of each article (an article starts
+at a top-level heading " = Title = ") are joined into one document, and the documents are written as one flat
+stream, each followed by the end-of-text token; train.py samples windows from it. Inside an article the text is the
+official concatenation (tokenized as one string, which GPT-2's pre-tokenizer splits the same way at row ends); the
+end-of-text tokens (one per article, ~0.02% of the tokens) are the only addition.
 """
 
 import os
@@ -28,9 +28,9 @@ from configurator import configure, die  # noqa: E402
 from data import get_tokenizer, load_documents, texts, write_tokens  # noqa: E402
 
 # -----------------------------------------------------------------------------
-tokenizer = 'gpt2'     # 'gpt2' (tiktoken), 'byte', or a HF hub id / tokenizer folder (e.g. Qwen/Qwen3-0.6B)
-out_dir = ''           # '' = this script's folder
-data_files = ''        # local files instead of the hub: {'train': ..., 'validation': ...} (.raw/.txt/.json/.parquet)
+tokenizer = 'gpt2'            # 'gpt2' (tiktoken), 'byte', or a HF hub id / tokenizer folder (e.g. Qwen/Qwen3-0.6B)
+out_dir = ''                  # '' = this script's folder
+data_files: str | dict = ''   # local files, not the hub: {'train': ..., 'validation': ...} (.raw/.txt/.json/.parquet)
 num_proc = max(1, min(8, (os.cpu_count() or 2) // 2))  # tokenizer processes
 # -----------------------------------------------------------------------------
 
@@ -55,7 +55,7 @@ def articles(rows):
 
 
 if __name__ == '__main__':
-    configure(globals(), types={'data_files': (str, dict)})
+    configure(globals())
     out_dir = out_dir or os.path.dirname(os.path.abspath(__file__))
     try:
         get_tokenizer(tokenizer)  # a bad tokenizer fails now, not after a long download

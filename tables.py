@@ -1,0 +1,255 @@
+"""
+The paper's Table 2 across runs: per task the mean ± std over seeds, the average over tasks, the average rank and a
+t-test against a reference method, as markdown (and CSV). It reads run files only: no torch, no lm-eval.
+
+    python tables.py out/*/eval.json                                     # the table, as markdown, on stdout
+    python tables.py out/*/eval.json --table_out=out/table2.md           # also writes out/table2.md and .csv
+    python tables.py out/*/eval.json --reference='L_train + decorrelation'    # the t-tests against another row
+
+A run file is the --out JSON of eval.py, or the eval.json a train.py run leaves when its eval_tasks key is set.
+Runs are grouped into rows by method label: the label eval.py wrote (its --label, else method_label() of the
+training config), else method_label() of the training config in train.py's eval.json, else the model's name.
+Rows come in the order their labels first appear; the columns are the paper's tasks in its order (COLUMNS), then
+any other task of every run, by name.
+
+`python eval.py --table a.json b.json ... --table_out=... --reference=...` is the same command: eval.py hands the
+run files and those two keys to main() here.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from configurator import config_keys, configure, die, one_line
+
+# -----------------------------------------------------------------------------
+table_out = ''   # also write the table as markdown to this file and as CSV beside it (same name, .csv)
+reference = ''   # the method the t-tests compare to; '' = the label containing 'dispersion', if any
+# -----------------------------------------------------------------------------
+CONFIG_KEYS = config_keys(globals())  # configured only when run as a script: eval.py imports this file
+
+# Table 2's columns in the paper's order: task -> header (the ten benchmarks of eval.py, then the perplexity)
+COLUMNS = {'anli_r2': 'ANLI R2', 'lambada_openai': 'LAMBADA openai', 'openbookqa': 'OpenbookQA', 'piqa': 'PIQA',
+           'truthfulqa_mc2': 'TruthfulQA', 'winogrande': 'WinoGrande', 'arc_easy': 'ARC easy',
+           'arc_challenge': 'ARC challenge', 'medmcqa': 'MedMCQA', 'mmlu': 'MMLU',
+           'paloma_wikitext_103': 'Wikitext-103 PPL'}
+# the metric the paper reports; 'acc' for every other task. Perplexities are lower-is-better.
+REPORTED_METRIC = {'paloma_wikitext_103': 'word_perplexity'}
+LOWER_IS_BETTER = {'word_perplexity', 'byte_perplexity', 'bits_per_byte', 'perplexity'}
+
+# -----------------------------------------------------------------------------
+# one run: its row name and its scores
+
+
+def reported(task, metrics):
+    """(metric name, value, stderr) the tables report for one task's lm-eval metrics, or None."""
+    for name in (REPORTED_METRIC.get(task, 'acc'), 'acc', 'word_perplexity'):
+        if f'{name},none' in metrics:
+            return name, metrics[f'{name},none'], metrics.get(f'{name}_stderr,none')
+    return None
+
+
+def subtasks(group_subtasks):
+    """Every task or group that lies below a group (e.g. mmlu's 57 subjects): the tables show the group only."""
+    return {child for children in (group_subtasks or {}).values() for child in children}
+
+
+def method_label(train_config):
+    """The method a training config stands for, e.g. 'L_train + dispersion' (the paper's row names)."""
+    parts = ['L_train']
+    reg = train_config.get('reg') or 'none'
+    if reg != 'none':
+        # settings that differ from the paper's defaults name the row (Tables 3 and 4)
+        extra = [] if train_config.get('reg_loc', 'all') in ('all', None) else [str(train_config['reg_loc'])]
+        if train_config.get('reg_coeff', 0.1) != 0.1:
+            extra.append(f"λ={train_config['reg_coeff']:g}")
+        if train_config.get('reg_tau', 1.0) != 1.0 and reg in ('dispersion', 'l2_repel', 'infonce_cos'):
+            extra.append(f"τ={train_config['reg_tau']:g}")
+        parts.append(reg + (f" ({', '.join(extra)})" if extra else ''))
+    baselines = {'noisy_embedding_alpha': 'noisy embedding', 'active_forgetting_every': 'active forgetting',
+                 'teacher': 'distillation'}  # each on when its key is set (non-zero, non-empty)
+    parts += [name for key, name in baselines.items() if train_config.get(key)]
+    return ' + '.join(parts)
+
+
+def load_run(path):
+    """A --out JSON of eval.py, or the eval.json of a train.py run -> {'label', 'seed', 'scores': {task: (metric,
+    value)}, 'path'}, scores of every task but the subtasks below a group (a group is one column)."""
+    try:
+        with open(path) as f:
+            run = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        die(f'{path}: cannot read run json ({one_line(e)})')
+    if not isinstance(run, dict) or not isinstance(run.get('results'), dict) or not run['results']:
+        die(f"{path}: no 'results' (write run files with eval.py --out)")
+    config = run.get('config') or {}
+    # eval.py --out keeps the training config under 'train_config'; train.py's eval.json is the training config
+    train_config = config.get('train_config') or (config if 'reg' in config else None)
+    run_label = (run.get('label') or config.get('label') or (method_label(train_config) if train_config else '')
+                 or config.get('model') or os.path.basename(path))
+    below_groups = subtasks(run.get('group_subtasks'))
+    scores = {}
+    for task, metrics in run['results'].items():
+        r = reported(task, metrics) if task not in below_groups else None
+        if r is not None:
+            scores[task] = r[:2]
+    return {'label': run_label, 'seed': run.get('seed', config.get('seed')), 'scores': scores, 'path': path}
+
+# -----------------------------------------------------------------------------
+# the statistics across runs
+
+
+def welch_p(a, b):
+    """Welch's t-test p-value of two samples of per-seed averages. A method with one run (e.g. the base model,
+    not mid-trained) has no variance estimate: its variance is taken as 0, where Welch's test becomes the
+    one-sample t-test of the other sample's mean against that value."""
+    from scipy import stats
+    if len(a) >= 2 and len(b) >= 2:
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    if len(a) + len(b) >= 3:  # one single run: the other sample's mean against its value
+        sample, value = (a, b[0]) if len(b) == 1 else (b, a[0])
+        return float(stats.ttest_1samp(sample, value).pvalue)
+    return float('nan')
+
+
+def p_band(p):
+    """The t-test column: the smallest of the thresholds p is below, else 'n.s.'."""
+    if not np.isfinite(p):
+        return 'n/a'
+    return next((f'p < {cut:g}' for cut in (0.0001, 0.001, 0.01, 0.05) if p < cut), 'n.s.')
+
+
+def table_stats(runs, reference=''):
+    """Group runs by label (rows in the order the labels first appear) and compute the Table 2 statistics,
+    accuracies in percent: per task, the mean and sample std (ddof=1) over seeds; the average over accuracy tasks
+    (per seed, then mean and std); the average rank (per accuracy task, methods ranked by mean, 1 = best, ties
+    averaged; then the mean over tasks); Welch's t-test of the per-seed averages against the reference method."""
+    from scipy.stats import rankdata
+    seen = {}
+    for r in runs:  # the same run twice would shrink the std and the p-values without anyone noticing
+        key = (r['label'], r['seed'])
+        if r['seed'] is not None and key in seen:
+            die(f"two runs of '{r['label']}' with seed {r['seed']}: {seen[key]} and {r['path']}")
+        seen[key] = r['path']
+    methods = list(dict.fromkeys(r['label'] for r in runs))
+    by_method = {m: [r for r in runs if r['label'] == m] for m in methods}
+    common = set.intersection(*(set(r['scores']) for r in runs))
+    dropped = sorted(set.union(*(set(r['scores']) for r in runs)) - common)
+    if dropped:
+        print(f"warning: left out tasks not in every run: {', '.join(dropped)}", file=sys.stderr)
+    if not common:
+        die('the runs have no task in common')
+    tasks = [t for t in COLUMNS if t in common] + sorted(common - set(COLUMNS))
+    metric = {t: runs[0]['scores'][t][0] for t in tasks}
+    percent = {t: metric[t] not in LOWER_IS_BETTER for t in tasks}  # accuracies in [0, 1] -> percent
+    acc_tasks = [t for t in tasks if percent[t]]
+
+    values = {m: {t: np.array([r['scores'][t][1] * (100 if percent[t] else 1) for r in by_method[m]])
+                  for t in tasks} for m in methods}
+    std = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float('nan')
+    table = {'tasks': tasks, 'metric': metric, 'percent': percent, 'methods': methods,
+             'n': {m: len(by_method[m]) for m in methods},
+             'mean': {m: {t: float(values[m][t].mean()) for t in tasks} for m in methods},
+             'std': {m: {t: std(values[m][t]) for t in tasks} for m in methods}}
+    per_seed_avg = {m: np.mean([values[m][t] for t in acc_tasks], axis=0) if acc_tasks else np.array([np.nan])
+                    for m in methods}
+    table['avg_mean'] = {m: float(per_seed_avg[m].mean()) for m in methods}
+    table['avg_std'] = {m: std(per_seed_avg[m]) for m in methods}
+    ranks = {m: [] for m in methods}
+    for t in acc_tasks:
+        for m, r in zip(methods, rankdata([-table['mean'][m][t] for m in methods], method='average')):
+            ranks[m].append(float(r))
+    table['rank'] = {m: float(np.mean(ranks[m])) if ranks[m] else float('nan') for m in methods}
+    if not reference:
+        reference = next((m for m in methods if 'dispersion' in m), '')
+    elif reference not in methods:
+        die(f"reference method '{reference}' is not among the labels: {', '.join(methods)}")
+    table['reference'] = reference
+    table['p'] = {m: (welch_p(per_seed_avg[m], per_seed_avg[reference]) if reference and m != reference
+                      else float('nan')) for m in methods}
+    table['band'] = {m: ('ref.' if m == reference else p_band(table['p'][m]) if reference else '') for m in methods}
+    return table
+
+# -----------------------------------------------------------------------------
+# markdown and CSV
+
+
+def format_markdown(table):
+    methods = table['methods']
+    # the columns: (header, mean by method, std by method or None, digits shown, lower is better)
+    columns = [(COLUMNS.get(t, t) + (' ↑' if table['percent'][t] else ' ↓'),
+                {m: table['mean'][m][t] for m in methods}, {m: table['std'][m][t] for m in methods},
+                1 if table['percent'][t] else 2, not table['percent'][t]) for t in table['tasks']]
+    columns += [('Rank ↓', table['rank'], None, 1, True),
+                ('Average ↑', table['avg_mean'], table['avg_std'], 2, False)]
+    rows = {m: [m, str(table['n'][m])] for m in methods}
+    for _, mean, std, digits, lower in columns:
+        shown = {m: round(mean[m], digits) for m in methods}
+        finite = [v for v in shown.values() if np.isfinite(v)]
+        best = (min(finite) if lower else max(finite)) if finite else None  # in bold: the best value as shown
+        for m in methods:
+            text = f'{mean[m]:.{digits}f}' + (f' ± {std[m]:.{digits}f}' if std and np.isfinite(std[m]) else '')
+            rows[m].append(f'**{text}**' if shown[m] == best else text)
+    head = ['Method', 'Seeds'] + [c[0] for c in columns] + ['t-test']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    lines += ['| ' + ' | '.join(rows[m] + [table['band'][m]]) + ' |' for m in methods]
+    ref = f"against '{table['reference']}'" if table['reference'] else '(no reference method: pass --reference)'
+    lines.append('')
+    lines.append('Accuracies in %, mean ± sample standard deviation (ddof=1) over seeds; bold = best. Rank: the '
+                 'mean over accuracy tasks of each method\'s rank by mean (1 = best, ties averaged). Average: the '
+                 'mean over accuracy tasks for each seed, then mean ± std. t-test: Welch\'s (scipy.stats.ttest_ind, '
+                 f'equal_var=False) on the per-seed averages {ref}; a single-run method counts as zero variance '
+                 '(one-sample t-test).')
+    return '\n'.join(lines) + '\n'
+
+
+def format_csv(table):
+    import csv
+    import io
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator='\n')
+    w.writerow(['method', 'seeds'] + [f'{t}_{k}' for t in table['tasks'] for k in ('mean', 'std')]
+               + ['rank', 'average_mean', 'average_std', 'p_value', 'significance'])
+    for m in table['methods']:
+        w.writerow([m, table['n'][m]] + [repr(table[k][m][t]) for t in table['tasks'] for k in ('mean', 'std')]
+                   + [repr(table[k][m]) for k in ('rank', 'avg_mean', 'avg_std', 'p')] + [table['band'][m]])
+    return buf.getvalue()
+
+# -----------------------------------------------------------------------------
+# command line
+
+
+def main(paths, table_out='', reference=''):
+    """Print the table of the run files at paths as markdown; with table_out, also write it there and as CSV
+    beside it. This file's command line and eval.py --table both end here."""
+    if not paths:
+        die('no run json files given: python tables.py run1.json run2.json ...', 2)
+    table = table_stats([load_run(p) for p in paths], reference)
+    md = format_markdown(table)
+    print(md, end='')
+    if table_out:
+        from checkpoint import atomic_write  # imports torch (checkpoint.py holds the model I/O): only when writing
+        os.makedirs(os.path.dirname(os.path.abspath(table_out)), exist_ok=True)
+        atomic_write(table_out, md)
+        atomic_write(os.path.splitext(table_out)[0] + '.csv', format_csv(table))
+
+
+def split_run_files(argv):
+    """The run files are the arguments that are neither an option nor the value of an option written
+    `--key value`; configurator.py reads the options. Returns (options, run files)."""
+    options, files, i = [], [], 0
+    while i < len(argv):
+        takes_value = (argv[i].startswith('--') and '=' not in argv[i] and i + 1 < len(argv)
+                       and not argv[i + 1].startswith('--'))
+        n = 2 if takes_value else 1
+        (options if argv[i].startswith('-') else files).extend(argv[i:i + n])
+        i += n
+    return options, files
+
+
+if __name__ == '__main__':
+    argv, run_files = split_run_files(sys.argv[1:])
+    configure(globals(), argv=argv, keys=CONFIG_KEYS)
+    main(run_files, table_out, reference)
