@@ -4,11 +4,13 @@ through Hugging Face's GPT2LMHeadModel with the official dispersion loss ("hf").
 
     OMP_NUM_THREADS=2 python bench.py                                      # CPU: GPT 6x384, T=256, B=4, all five
     OMP_NUM_THREADS=2 python bench.py --block_size=1024 --batch_size=1 --regs=dispersion
+    OMP_NUM_THREADS=2 python bench.py --regs=dispersion --reg_impl=reference,tiled   # the definition vs the fast path
     python bench.py --n_layer=12 --n_head=12 --n_embd=768 --block_size=1024 --batch_size=16 \
         --regs=dispersion --json=bench.json                                # one GPU: bf16 + torch.compile
 
-A step is what train.py does for one micro-step (gradient_accumulation_steps=1): forward with the hidden states,
-next-token loss + reg_coeff * losses.hidden_reg_loss(...), backward, gradient clipping, AdamW step, zero_grad.
+A step is what train.py does for one micro-step (gradient_accumulation_steps=1): the model train.py builds
+(model.build_model) and its optimizer (configure_optimizers), forward with the hidden states, next-token loss +
+reg_coeff * losses.hidden_reg_loss(...), backward, gradient clipping, AdamW step, zero_grad.
 The variants run round-robin, `repeats` rounds of `steps` steps each, after `warmup` steps each, so a change in
 the machine's load hits them all alike; every step draws a fresh random batch (a batch repeated step after step
 drives the softmax into denormal floats on CPU, which slows everything down). Reported: the median ms/step,
@@ -36,21 +38,23 @@ arch = 'gpt'                 # 'gpt' | 'qwen3'
 n_layer = 6
 n_head = 6
 n_embd = 384
-mlp_hidden = None            # None = 4*n_embd (gpt) or 3*n_embd (qwen3)
-n_kv_head = None             # qwen3 only; None = n_head
-head_dim = None              # qwen3 only; None = n_embd // n_head
+mlp_hidden: int | None = None  # None = 4*n_embd (gpt) or 3*n_embd (qwen3)
+n_kv_head: int | None = None   # qwen3 only; None = n_head
+head_dim: int | None = None    # qwen3 only; None = n_embd // n_head
 block_size = 256             # tokens per sequence (T)
 batch_size = 4               # sequences per step (B)
 vocab_size = 50257           # GPT-2's vocabulary: the lm_head and the softmax are a large part of a small model's step
 # the regularizers, as train.py's keys
-regs = 'dispersion,orthogonalization,l2_repel,decorrelation,infonce_cos'  # timed besides 'none' (comma list)
+regs: str | list = ','.join(['dispersion', 'orthogonalization', 'l2_repel', 'decorrelation', 'infonce_cos'])
+                             # timed besides 'none' (comma list; any name in losses.REGULARIZERS)
 reg_coeff = 0.1
 reg_tau = 1.0
 reg_clamp = 0.1              # dispersion, orthogonalization (and the official loss of the hf variant)
-reg_loc = 'all'              # all | early_half | late_half | last | a list of hidden-state indices
-reg_max_tokens = None        # token subsampling per sequence; None = all tokens
+reg_loc: str | list = 'all'  # all | early_half | late_half | last | a list of hidden-state indices
+reg_max_tokens: int | None = None  # token subsampling per sequence; None = all tokens
+reg_impl: str | list = 'auto'  # 'auto' | 'reference' | 'tiled', or a comma list to time each (variants 'name:impl')
 grad_clip = 1.0              # as train.py's default; 0 = off
-hf = None                    # also time the HF model + the official loss; None = on for arch='gpt'
+hf: bool | None = None       # also time the HF model + the official loss; None = on for arch='gpt'
 # timing
 steps = 5                    # timed steps per variant per round
 warmup = 2                   # untimed steps per variant first (torch.compile, the allocator, AdamW's state)
@@ -59,23 +63,25 @@ json = ''                    # write the results to this JSON file ('' = no file
 # system
 device = 'auto'              # 'auto' = cuda if available, else cpu
 dtype = 'auto'               # 'auto' = bfloat16 on CUDA (autocast, as train.py), else float32
-compile = None               # torch.compile our model; None = on for CUDA. The hf variant runs eager, as the
+compile: bool | None = None  # torch.compile our model; None = on for CUDA. The hf variant runs eager, as the
                              # official scripts run it (HF Trainer's torch_compile is off by default)
 seed = 1337
 # -----------------------------------------------------------------------------
-from configurator import configure, die  # noqa: E402
-config = configure(globals(), types={'reg_loc': (str, list), 'compile': (bool, type(None)), 'hf': (bool, type(None)),
-                                     'mlp_hidden': (int, type(None)), 'n_kv_head': (int, type(None)),
-                                     'head_dim': (int, type(None)), 'reg_max_tokens': (int, type(None)),
-                                     'regs': (str, list)})
+from configurator import configure, die, one_line  # noqa: E402
+config = configure(globals())
 
 import losses  # noqa: E402  (after configure: a config error must not wait for heavy imports)
-from model import GPT, GPTConfig, Qwen3, Qwen3Config  # noqa: E402
+from checkpoint import atomic_write  # noqa: E402
+from model import build_model  # noqa: E402
 
-regs = [r.strip() for r in regs.split(',') if r.strip()] if isinstance(regs, str) else list(regs)
+as_list = lambda v: [r.strip() for r in v.split(',') if r.strip()] if isinstance(v, str) else list(v)
+regs, impls = as_list(regs), as_list(reg_impl)
 for r in regs:
     if r not in losses.REGULARIZERS:
         die(f"unknown regularizer '{r}' in regs (choose from: {', '.join(losses.REGULARIZERS)})", 2)
+for i in impls:
+    if i not in ('auto', 'reference', 'tiled'):
+        die(f"unknown reg_impl '{i}' (choose from: auto, reference, tiled)", 2)
 for key in ('n_layer', 'n_head', 'n_embd', 'block_size', 'batch_size', 'vocab_size', 'steps', 'repeats'):
     if globals()[key] < 1:
         die(f"{key} must be >= 1, got {globals()[key]}", 2)
@@ -100,7 +106,7 @@ if dtype not in ('float32', 'bfloat16', 'float16'):
     die(f"dtype must be auto, float32, bfloat16 or float16, got '{dtype}'", 2)
 if compile is None:
     compile = device_type == 'cuda'
-config.update(regs=regs, hf=hf, device=device, dtype=dtype, compile=compile)
+config.update(regs=regs, reg_impl=impls, hf=hf, device=device, dtype=dtype, compile=compile)
 json_path = json
 if json_path and not os.path.isdir(os.path.dirname(os.path.abspath(json_path))):
     die(f"json='{json_path}': its folder does not exist", 2)  # found now, not after minutes of timing
@@ -112,41 +118,26 @@ ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torc
 autocast = nullcontext() if ptdtype == torch.float32 else torch.autocast(device_type, dtype=ptdtype)
 load_start = os.getloadavg() if hasattr(os, 'getloadavg') else None  # the machine may be shared: record its load
 
-# ----------------------------------------------------------------------------- our model, as train.py builds it
-if arch == 'gpt':
-    raw_model = GPT(GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,
-                              n_embd=n_embd, mlp_hidden=mlp_hidden))
-else:
-    raw_model = Qwen3(Qwen3Config(vocab_size=vocab_size, hidden_size=n_embd, intermediate_size=mlp_hidden or 3 * n_embd,
-                                  num_hidden_layers=n_layer, num_attention_heads=n_head,
-                                  num_key_value_heads=n_kv_head or n_head, head_dim=head_dim or n_embd // n_head,
-                                  max_position_embeddings=block_size, tie_word_embeddings=True))
+# ----------------------------------------------------------------------------- our model and optimizer, as train.py's
+raw_model = build_model(arch, vocab_size, block_size, n_layer, n_head, n_embd, mlp_hidden=mlp_hidden,
+                        n_kv_head=n_kv_head, head_dim=head_dim)
 # the HF twin is exported before training starts, so both begin from the same weights
 hf_model = raw_model.to_hf().train().to(device) if hf else None
 raw_model.train().to(device)
-
-
-def make_optimizer(model):
-    """train.py's AdamW: weight decay on matrices and embeddings, none on biases and norms; fused on CUDA."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{'params': [p for p in params if p.dim() >= 2], 'weight_decay': 0.1},
-              {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0}]
-    return torch.optim.AdamW(groups, lr=6e-4, betas=(0.9, 0.95), fused=device_type == 'cuda')
-
-
-optimizer = make_optimizer(raw_model)
-hf_optimizer = make_optimizer(hf_model) if hf else None
+optimizer = raw_model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device_type)
+# the HF twin's AdamW: the same update; which tensors decay does not change a step's time
+hf_optimizer = torch.optim.AdamW(hf_model.parameters(), lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1,
+                                 fused=device_type == 'cuda') if hf else None
 model = torch.compile(raw_model) if compile else raw_model
-if not compile:  # as train.py: eager means the regularizer's tiles too
-    losses.COMPILE_ON = ()
-reg_kwargs = {'dispersion': {'clamp': reg_clamp}, 'orthogonalization': {'clamp': reg_clamp}}  # as train.py
+fuse_reg = compile and device_type == 'cuda'  # as train.py: the regularizer's tiles are fused where the model is
 
 
 # ----------------------------------------------------------------------------- the official loss, naively
 def official_dispersion(z, tau=1.0, clamp=0.1, max_tokens=None, generator=None, eps=1e-2):
-    """The authors' `angular_spread` (lm_dispersion/dispersion.py) as REFERENCE.md section 4.2 describes it, in
-    plain autograd: every intermediate [B, T, T] matrix is kept for backward. Not used for training, only to
-    time the path a user of the official code runs; losses.dispersion is the same loss up to the two eps."""
+    """The authors' `angular_spread` (github.com/KrishnaswamyLab/LM-Dispersion, lm_dispersion/dispersion.py), in
+    plain autograd as they compute it: z / (||z|| + 1e-2), the straight-through clamp, -arccos / (pi tau) with an
+    -inf diagonal, logsumexp + eps - log(T(T-1)); every intermediate [B, T, T] matrix is kept for backward. Not
+    used for training, only to time the path a user of the official code runs."""
     B, T, _ = z.shape
     if max_tokens and T > max_tokens:  # one permutation for the whole batch, fresh per call
         keep = torch.randperm(T, generator=generator, device=generator.device if generator else z.device)
@@ -177,8 +168,15 @@ def get_batch():
     return seq[:, :-1].contiguous(), seq[:, 1:].contiguous()
 
 
+def reg_loss(variant, hidden, gen):
+    """losses.hidden_reg_loss as train.py calls it; variant is a regularizer's name, or 'name:impl'."""
+    name, _, impl = variant.partition(':')
+    return losses.hidden_reg_loss(hidden, name, loc=reg_layers, max_tokens=reg_max_tokens, generator=gen,
+                                  impl=impl or impls[0], fuse=fuse_reg, tau=reg_tau, clamp=reg_clamp)
+
+
 def variant_loss(variant, x, y, forward_model=None):
-    """The loss train.py's train_loss_fn computes (variant = 'none' or a regularizer), or the HF path ('hf')."""
+    """The loss train.py's train_loss computes (variant = 'none' or a regularizer), or the HF path ('hf')."""
     global step_count
     step_count += 1
     # train.py seeds one generator per micro-step (token subsampling); made here too, it is part of the path
@@ -191,9 +189,7 @@ def variant_loss(variant, x, y, forward_model=None):
         out = (forward_model or model)(x, y, return_hidden=variant != 'none')
     loss = out[1]
     if variant != 'none':
-        loss = loss + reg_coeff * losses.hidden_reg_loss(out[2], variant, loc=reg_layers, tau=reg_tau,
-                                                         max_tokens=reg_max_tokens, generator=gen,
-                                                         **reg_kwargs.get(variant, {}))
+        loss = loss + reg_coeff * reg_loss(variant, out[2], gen)
     return loss
 
 
@@ -264,15 +260,13 @@ def probe_memory(variant):
             reg, _ = saved_bytes(lambda: official_hidden_loss(hidden, gen), params + list(hidden))
         else:
             hidden = raw_model(x, y, return_hidden=True)[2]
-            reg, _ = saved_bytes(lambda: losses.hidden_reg_loss(hidden, variant, loc=reg_layers, tau=reg_tau,
-                                                                max_tokens=reg_max_tokens, generator=gen,
-                                                                **reg_kwargs.get(variant, {})),
-                                 params + list(hidden))
+            reg, _ = saved_bytes(lambda: reg_loss(variant, hidden, gen), params + list(hidden))
     return reg, total
 
 
 # ----------------------------------------------------------------------------- warm-up, then round-robin timing
-variants = ['none', *regs] + (['hf'] if hf else [])
+# one variant per regularizer and implementation: 'dispersion', or 'dispersion:tiled' when several are timed
+variants = ['none', *(r if len(impls) == 1 else f'{r}:{i}' for r in regs for i in impls)] + (['hf'] if hf else [])
 tokens_per_step = batch_size * block_size
 n_params = raw_model.num_params()
 print(f"bench: {arch} {n_layer}x{n_embd}, {n_params / 1e6:.1f}M params, vocab {vocab_size}, B={batch_size} "
@@ -304,7 +298,7 @@ try:
         print(f"round {r + 1}/{repeats}: " + " | ".join(f"{v} {round_ms[v][-1]:.1f}ms" for v in variants), flush=True)
     probes = {v: probe_memory(v) for v in variants}
 except torch.OutOfMemoryError as e:
-    die(f"out of memory: {str(e).splitlines()[0]} (lower batch_size or block_size)")
+    die(f"out of memory: {one_line(e)} (lower batch_size or block_size)")
 
 # ----------------------------------------------------------------------------- results
 MB = 2 ** 20
@@ -331,17 +325,16 @@ results = {'tokens_per_s': tokens_per_s, 'overhead': overhead, 'peak_mem_mb': pe
 if device_type == 'cpu':
     results['cpu_time'] = {'ms_per_step': {v: statistics.median(all_cpu_ms[v]) for v in variants},
                            'overhead': paired_overhead(round_cpu_ms), 'round_ms': round_cpu_ms}
-if hf and 'dispersion' in variants:
-    results['our_step_speedup'] = ms_per_step['hf'] / ms_per_step['dispersion']
-PEAK_FLOPS = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12}  # dense bf16 (train.py has the same table)
-if device_type == 'cuda':
+ours = next((v for v in variants if v.partition(':')[0] == 'dispersion'), None)
+if hf and ours:
+    results['our_step_speedup'] = ms_per_step['hf'] / ms_per_step[ours]
+if device_type == 'cuda':  # the model's FLOPs only: the regularizer's work counts as overhead, not as useful FLOPs
     gpu = torch.cuda.get_device_name()
-    peak_flops = next((f for k, f in PEAK_FLOPS.items() if k in gpu), None)
-    if peak_flops is None:
+    mfu = {v: raw_model.estimate_mfu(tokens_per_s[v], block_size, gpu) for v in variants}
+    if None in mfu.values():
         print(f"note: no peak FLOPs known for '{gpu}': no MFU")
-    else:  # the model's FLOPs only: the regularizer's work counts as overhead, not as useful FLOPs
-        flops_per_step = raw_model.flops_per_token(block_size) * tokens_per_step
-        results['mfu'] = {v: flops_per_step / (ms_per_step[v] / 1e3) / peak_flops for v in variants}
+    else:
+        results['mfu'] = mfu
 
 
 def cpu_name():
@@ -388,14 +381,8 @@ if 'our_step_speedup' in results:
     print(f"our GPT + dispersion vs HF + official dispersion: {results['our_step_speedup']:.2f}x faster per step")
 
 if json_path:
-    tmp = f"{json_path}.tmp"
     try:
-        with open(tmp, 'w') as f:
-            jsonlib.dump(results, f, indent=2)
-        os.replace(tmp, json_path)  # never a half-written file
+        atomic_write(json_path, jsonlib.dumps(results, indent=2))
     except OSError as e:
-        die(f"could not write {json_path}: {e}")
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        die(f"could not write {json_path}: {one_line(e)}")
     print(f"wrote {json_path}")

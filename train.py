@@ -1,18 +1,18 @@
 """
-The one training loop: pre-training from scratch, mid-training a Hugging Face model, distillation, with the
-dispersion loss or any alternative regularizer of the paper. CPU, one GPU, or many through torchrun.
+The one training loop: pre-training from scratch, mid-training a Hugging Face model, with the dispersion loss or
+any alternative of the paper, and the baselines it compares with. CPU, one GPU, or many through torchrun.
 
     python train.py config/demo.py                                       # CPU, offline, minutes
     python train.py config/midtrain_gpt2_disp.py --batch_size=8          # one GPU
     torchrun --standalone --nproc_per_node=8 train.py config/midtrain_gpt2_disp.py
     python train.py config/demo.py --init_from=resume                    # continue exactly
 
-Each optimizer step trains on a global batch of batch_size * gradient_accumulation_steps windows whose
-offsets are a function of (seed, step) alone: N processes split that batch between them, so they train
-exactly what one process with N times the accumulation trains, and a resumed run sees the same data.
-Outputs in out_dir: ckpt.pt (atomic; at every eval, at the end, on SIGTERM/SIGINT), ckpt_{step:06d}.pt
-snapshots when asked, metrics.jsonl (one JSON object per logged step), run.json (config, versions),
-condensation.json and condensation.png at the end.
+Each optimizer step trains on a global batch of batch_size * gradient_accumulation_steps windows whose offsets
+are a function of (seed, step) alone: N processes split that batch between them, so they train exactly what one
+process with N times the accumulation trains, and a resumed run sees the same data.
+Outputs in out_dir: ckpt.pt (atomic; at every eval, so at the end, and on SIGTERM/SIGINT), ckpt_{step:06d}.pt
+snapshots when asked, metrics.jsonl (one JSON object per logged step), run.json (config, versions, the model
+trained); at the end condensation.json/.csv, heatmap.png, trend.png (measure.py), eval.json if eval_tasks is set.
 """
 
 import json
@@ -35,7 +35,7 @@ eval_iters = 20              # val batches per evaluation (fixed windows, the sa
 log_interval = 10            # steps between log lines / metrics.jsonl records
 snapshot_interval = 0        # keep ckpt_{step:06d}.pt every this many steps (0 = off)
 condensation_samples = 100   # val windows measured at the end (condensation.json, heatmap.png)
-eval_tasks = ''              # lm-eval at the end: comma-separated tasks, 'paper' = the ten, '' = none
+eval_tasks: str | list = ''  # lm-eval at the end: comma-separated tasks, 'paper' = the ten, '' = none
 wandb_log = False
 wandb_project = 'dispersion'
 wandb_run_name = ''
@@ -49,9 +49,9 @@ arch = 'gpt'                 # 'gpt' (GPT-2 family) | 'qwen3'
 n_layer = 6
 n_head = 6
 n_embd = 384
-mlp_hidden = None            # MLP width; None = 4*n_embd (gpt) or 3*n_embd (qwen3, as Qwen3-0.6B)
-n_kv_head = None             # qwen3: key/value heads for grouped-query attention; None = n_head
-head_dim = None              # qwen3: None = n_embd // n_head
+mlp_hidden: int | None = None  # MLP width; None = 4*n_embd (gpt) or 3*n_embd (qwen3, as Qwen3-0.6B)
+n_kv_head: int | None = None   # qwen3: key/value heads for grouped-query attention; None = n_head
+head_dim: int | None = None    # qwen3: None = n_embd // n_head
 rope_theta = 1e6             # qwen3
 bias = True                  # gpt: biases in Linear and LayerNorm
 dropout = 0.0                # HF GPT-2 trains with 0.1; applies to hub/HF starts too
@@ -62,19 +62,21 @@ learning_rate = 6e-4
 min_lr = 6e-5                # cosine decays to this
 warmup_iters = 100
 warmup_frac = 0.0            # > 0: warmup_iters = ceil(warmup_frac * max_iters) (official runs: 0.2)
-lr_decay_iters = None        # None = max_iters
+lr_decay_iters: int | None = None  # None = max_iters
 weight_decay = 0.1           # on matrices and embeddings, not on biases and norms
 beta1 = 0.9
 beta2 = 0.95
 grad_clip = 1.0              # 0 = off
-# regularizers (losses.py)
-reg = 'none'                 # none | dispersion | decorrelation | l2_repel | orthogonalization | infonce_cos
-reg_coeff = 0.1              # lambda in L = L_train + lambda * L_reg (paper Table 4 best: 0.1)
-reg_tau = 1.0                # temperature tau (dispersion, l2_repel, infonce_cos)
-reg_loc = 'all'              # all | early_half | late_half | last | a list of hidden-state indices
-reg_max_tokens = None        # subsample this many positions per sequence (official: 256); None = all
+# regularizers (losses.py): L = L_train + reg_coeff * L_reg
+reg = 'none'                 # 'none' or a name in losses.REGULARIZERS (dispersion, decorrelation, l2_repel, ...)
+reg_coeff = 0.1              # lambda (paper Table 4 best: 0.1)
+reg_tau = 1.0                # temperature tau, for the losses that have one
+reg_loc: str | list = 'all'  # all | early_half | late_half | last | a list of hidden-state indices
+reg_max_tokens: int | None = None  # subsample this many positions per sequence (official: 256); None = all
 reg_clamp = 0.1              # cosines clamped to [-1+c, 1-c] (dispersion, orthogonalization); official
                              # GPT-2 runs 0.1, Qwen3 runs 0.25
+reg_impl = 'auto'            # 'reference' (losses.py as written) | 'tiled' (losses_tiled.py) | 'auto' (where it pays)
+# baselines the paper compares with
 noisy_embedding_alpha = 0.0  # NEFTune alpha: U(-a, a) noise, a = alpha / sqrt(T * d); 0 = off
 active_forgetting_every = 0  # re-initialise the token embedding every K steps; 0 = off
 af_emb_lr = 5e-5             # active forgetting: peak lr of the embedding's own cyclic schedule
@@ -85,14 +87,11 @@ kd_temperature = 2.0
 # system
 device = 'auto'              # 'auto' = cuda if available, else cpu
 dtype = 'auto'               # 'auto' = bfloat16 on CUDA when supported, else float32 | float16 | float32
-compile = None               # torch.compile the model (and, on CUDA, the regularizer's tiles); None = on for CUDA
+compile: bool | None = None  # torch.compile the model (and, on CUDA, the regularizer's tiles); None = on for CUDA
 seed = 1337
 # -----------------------------------------------------------------------------
 from configurator import configure, die  # noqa: E402
-config = configure(globals(), types={'reg_loc': (str, list), 'compile': (bool, type(None)),
-                                     'mlp_hidden': (int, type(None)), 'n_kv_head': (int, type(None)),
-                                     'head_dim': (int, type(None)), 'lr_decay_iters': (int, type(None)),
-                                     'reg_max_tokens': (int, type(None)), 'eval_tasks': (str, list)})
+config = configure(globals())
 
 # heavy imports after configure: a config error is reported at once
 import numpy as np  # noqa: E402
@@ -101,33 +100,33 @@ import torch.distributed as dist  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
 import losses  # noqa: E402
+from checkpoint import (atomic_write, from_pretrained, load_checkpoint, restore_rng, save_checkpoint,  # noqa: E402
+                        training_state)
 from data import dataset_dir, load_meta, load_tokens  # noqa: E402
-from model import GPT, GPTConfig, Qwen3, Qwen3Config, from_pretrained, load_checkpoint, save_checkpoint  # noqa: E402
+from model import build_model  # noqa: E402
 
 if reg not in ('none', *losses.REGULARIZERS):
     die(f"unknown regularizer reg='{reg}' (choose from: none, {', '.join(losses.REGULARIZERS)})", 2)
 if reg != 'none' and isinstance(reg_loc, str) and reg_loc not in losses.LOCATIONS:
     die(f"unknown reg_loc='{reg_loc}' (one of: {', '.join(losses.LOCATIONS)}, or a list of hidden-state indices)", 2)
+if reg_impl not in ('auto', 'reference', 'tiled'):
+    die(f"unknown reg_impl='{reg_impl}' (choose from: auto, reference, tiled)", 2)
 if sum([reg != 'none', noisy_embedding_alpha > 0, active_forgetting_every > 0]) > 1:
     print("note: several counter-condensation methods are on at once (the paper runs them one at a time)")
 
 # ----------------------------------------------------------------------------- processes and devices
-ddp = int(os.environ.get('RANK', -1)) != -1
-if device == 'auto':
-    device = 'cuda' if torch.cuda.is_available() else 'cpu'
-if ddp:
-    rank, local_rank, world_size = int(os.environ['RANK']), int(os.environ['LOCAL_RANK']), int(os.environ['WORLD_SIZE'])
-    if device.startswith('cuda'):
-        device = f'cuda:{local_rank}'
-        torch.cuda.set_device(device)
-else:
-    rank, local_rank, world_size = 0, 0, 1
+ddp = int(os.environ.get('RANK', -1)) != -1  # torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
+rank, local_rank, world_size = (int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE')) if ddp else (0, 0, 1)
 master = rank == 0
+device = ('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device
+if ddp and device.startswith('cuda'):
+    device = f'cuda:{local_rank}'
+    torch.cuda.set_device(device)
 device_type = 'cuda' if device.startswith('cuda') else 'cpu'
+device_name = torch.cuda.get_device_name(device) if device_type == 'cuda' else 'cpu'  # for MFU and the run record
 if dtype == 'auto':
     dtype = 'bfloat16' if device_type == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
-if compile is None:
-    compile = device_type == 'cuda'
+compile = device_type == 'cuda' if compile is None else compile
 if gradient_accumulation_steps % world_size:
     die(f"gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by the {world_size} processes", 2)
 micro_steps = gradient_accumulation_steps // world_size  # micro-steps of this process per optimizer step
@@ -135,8 +134,7 @@ global_batch = batch_size * gradient_accumulation_steps  # windows per optimizer
 tokens_per_step = global_batch * block_size
 if max_tokens > 0:
     max_iters = math.ceil(max_tokens / tokens_per_step)
-if lr_decay_iters is None:
-    lr_decay_iters = max_iters
+lr_decay_iters = max_iters if lr_decay_iters is None else lr_decay_iters
 if warmup_frac > 0:
     warmup_iters = math.ceil(warmup_frac * max_iters)
 config.update(device=device, dtype=dtype, compile=compile, max_iters=max_iters, lr_decay_iters=lr_decay_iters,
@@ -186,30 +184,11 @@ def get_batch(split, index, first, count):
 
 
 # ----------------------------------------------------------------------------- model
-def build_scratch_model():
-    if arch == 'gpt':
-        return GPT(GPTConfig(block_size=block_size, vocab_size=data_meta['vocab_size'], n_layer=n_layer,
-                             n_head=n_head, n_embd=n_embd, dropout=dropout, bias=bias, mlp_hidden=mlp_hidden))
-    if arch == 'qwen3':
-        return Qwen3(Qwen3Config(vocab_size=data_meta['vocab_size'], hidden_size=n_embd,
-                                 intermediate_size=mlp_hidden or 3 * n_embd, num_hidden_layers=n_layer,
-                                 num_attention_heads=n_head, num_key_value_heads=n_kv_head or n_head,
-                                 head_dim=head_dim or n_embd // n_head, max_position_embeddings=block_size,
-                                 rope_theta=rope_theta, tie_word_embeddings=True, dropout=dropout))
-    die(f"unknown arch='{arch}' (choose from: gpt, qwen3)", 2)
-
-
-def load_any(name):
-    """A train.py out_dir / .pt file, else a hub id or HF directory; float32 on CPU."""
-    if name.endswith('.pt') or os.path.isfile(os.path.join(name, 'ckpt.pt')):
-        return load_checkpoint(name)
-    return from_pretrained(name), None
-
-
 step, resume_ckpt = 0, None
 try:
     if init_from == 'scratch':
-        model = build_scratch_model()
+        model = build_model(arch, data_meta['vocab_size'], block_size, n_layer, n_head, n_embd, mlp_hidden=mlp_hidden,
+                            n_kv_head=n_kv_head, head_dim=head_dim, rope_theta=rope_theta, bias=bias, dropout=dropout)
     elif init_from == 'resume':
         model, resume_ckpt = load_checkpoint(out_dir)
         step = resume_ckpt['step']
@@ -220,7 +199,7 @@ try:
         model = from_pretrained(init_from, dropout=dropout)
 except (FileNotFoundError, ValueError) as e:
     die(str(e))
-arch = 'gpt' if isinstance(model, GPT) else 'qwen3'
+config['arch'] = model.arch  # the architecture actually trained (a hub start decides it, not the scratch key)
 if data_meta['vocab_size'] > model.config.vocab_size:
     die(f"dataset vocabulary ({data_meta['vocab_size']}) is larger than the model's ({model.config.vocab_size})")
 if block_size > model.max_seq_len:
@@ -230,25 +209,10 @@ try:  # index lists are checked against the real model's depth
     reg_layers = losses.select_layers(num_hidden, reg_loc) if reg != 'none' else []
 except ValueError as e:
     die(f"reg_loc: {e}", 2)
-reg_kwargs = {'clamp': reg_clamp} if reg in ('dispersion', 'orthogonalization') else {}
 model.to(device)
 raw_model = model  # unwrapped handle: saved, exported and measured (no prefix stripping anywhere)
 
-teacher_model = None
-if teacher:
-    try:
-        teacher_model, teacher_ckpt = load_any(teacher)
-    except (FileNotFoundError, ValueError) as e:
-        die(f"teacher: {e}")
-    # KL over the vocabulary needs the same token ids: same size, and the same tokenizer when we know it
-    if teacher_model.config.vocab_size != model.config.vocab_size:
-        die(f"teacher vocabulary ({teacher_model.config.vocab_size}) differs from the student's "
-            f"({model.config.vocab_size}): distillation needs the same tokenizer")
-    if teacher_ckpt is not None and teacher_ckpt['data_meta']['tokenizer'] != data_meta['tokenizer']:
-        die(f"teacher tokenizer '{teacher_ckpt['data_meta']['tokenizer']}' differs from the data's "
-            f"'{data_meta['tokenizer']}'")
-    teacher_model.to(device).eval().requires_grad_(False)
-
+# ----------------------------------------------------------------------------- the baselines the paper compares with
 # NEFTune (Jain et al. 2023): uniform noise on the token embeddings, in training only. A forward hook keeps
 # model.py free of training concerns; for GPT-2 it acts before the position embedding is added, as the
 # official baseline (which passes noisy token embeddings as inputs_embeds).
@@ -260,17 +224,56 @@ if noisy_embedding_alpha > 0:
         return output + torch.empty_like(output).uniform_(-magnitude, magnitude)
     raw_model.get_input_embeddings().register_forward_hook(neftune_hook)
 
-# ----------------------------------------------------------------------------- optimizer
-# Weight decay on every matrix and embedding (dim >= 2), none on biases and norm weights (as HF's Trainer).
-# With active forgetting the token embedding gets a group of its own: its own cyclic lr and state resets.
+# Active forgetting (Chen et al. 2023): every K steps the token embedding is re-drawn and its optimizer state
+# cleared; in between it follows its own cyclic learning rate, so it has an optimizer group of its own.
 embedding = raw_model.get_input_embeddings().weight
-separate_embedding = active_forgetting_every > 0
-params = [p for p in raw_model.parameters() if p.requires_grad and not (separate_embedding and p is embedding)]
-groups = [{'params': [p for p in params if p.dim() >= 2], 'weight_decay': weight_decay},
-          {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0}]
-if separate_embedding:
-    groups.append({'params': [embedding], 'weight_decay': weight_decay, 'is_embedding': True})
-optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=(beta1, beta2), fused=device_type == 'cuda')
+
+
+def get_embedding_lr(it):
+    """The embedding's lr: one warmup + linear decay cycle every K steps, the main schedule evaluated at the
+    compressed index (it * floor(T / K)) mod T, T = max_iters (as fairseq's lr_step_update in Chen et al.)."""
+    cycle = max(1, max_iters // active_forgetting_every)
+    e = (it * cycle) % max_iters
+    warm = max(1, math.ceil(af_emb_warmup_frac * max_iters))
+    return af_emb_lr * (e / warm if e < warm else max(0.0, (max_iters - e) / max(1, max_iters - warm)))
+
+
+def forget_embedding(at_step):
+    """Re-draw the token embedding N(0, 0.02) (the head tied to it goes with it) and clear its Adam state.
+    Every rank draws the same tensor from a generator seeded by (seed, step): no broadcast needed. The official
+    re-implementation also zeroes the pad row, which for GPT-2 is end-of-text; our packed data has no padding,
+    so every row is re-drawn."""
+    g = torch.Generator(device='cpu').manual_seed(seed * 1_000_003 + at_step)
+    with torch.no_grad():
+        embedding.copy_(torch.randn(embedding.shape, generator=g) * 0.02)
+    state = optimizer.state.get(embedding, {})
+    for key in ('exp_avg', 'exp_avg_sq', 'max_exp_avg_sq'):
+        if key in state:
+            state[key].zero_()
+    if 'step' in state:
+        state['step'].zero_()  # bias correction restarts, as the embedding is new
+
+
+# Knowledge distillation (Figure 5's baseline): a frozen teacher's logits, KL in train_loss below.
+teacher_model = None
+if teacher:
+    try:
+        ours = teacher.endswith('.pt') or os.path.isfile(os.path.join(teacher, 'ckpt.pt'))  # a train.py run
+        teacher_model, teacher_ckpt = load_checkpoint(teacher) if ours else (from_pretrained(teacher), None)
+    except (FileNotFoundError, ValueError) as e:
+        die(f"teacher: {e}")
+    # KL over the vocabulary needs the same token ids: same size, and the same tokenizer when we know it
+    if teacher_model.config.vocab_size != model.config.vocab_size:
+        die(f"teacher vocabulary ({teacher_model.config.vocab_size}) differs from the student's "
+            f"({model.config.vocab_size}): distillation needs the same tokenizer")
+    if teacher_ckpt is not None and teacher_ckpt['data_meta']['tokenizer'] != data_meta['tokenizer']:
+        die(f"teacher tokenizer '{teacher_ckpt['data_meta']['tokenizer']}' differs from the data's "
+            f"'{data_meta['tokenizer']}'")
+    teacher_model.to(device).eval().requires_grad_(False)
+
+# ----------------------------------------------------------------------------- optimizer and schedule
+optimizer = raw_model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type,
+                                           own_group=embedding if active_forgetting_every > 0 else None)
 scaler = torch.amp.GradScaler(device_type, enabled=ptdtype == torch.float16)
 if resume_ckpt is not None:
     optimizer.load_state_dict(resume_ckpt['optimizer'])
@@ -288,55 +291,26 @@ def get_lr(it):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (learning_rate - min_lr)
 
 
-def get_embedding_lr(it):
-    """Active forgetting's embedding lr (Chen et al. 2023): one warmup + linear decay cycle every K steps,
-    the main schedule evaluated at the compressed index (it * floor(T / K)) mod T, T = max_iters."""
-    cycle = max(1, max_iters // active_forgetting_every)
-    e = (it * cycle) % max_iters
-    warm = max(1, math.ceil(af_emb_warmup_frac * max_iters))
-    return af_emb_lr * (e / warm if e < warm else max(0.0, (max_iters - e) / max(1, max_iters - warm)))
-
-
-def forget_embedding(at_step):
-    """Re-draw the token embedding N(0, 0.02) (the head tied to it goes with it) and clear its Adam state.
-
-    Every rank draws the same tensor from a generator seeded by (seed, step): no broadcast needed. The
-    official re-implementation also zeroes the pad row, which for GPT-2 is end-of-text; our packed data has
-    no padding, so every row is re-drawn.
-    """
-    g = torch.Generator(device='cpu').manual_seed(seed * 1_000_003 + at_step)
-    with torch.no_grad():
-        embedding.copy_(torch.randn(embedding.shape, generator=g) * 0.02)
-    state = optimizer.state.get(embedding, {})
-    for key in ('exp_avg', 'exp_avg_sq', 'max_exp_avg_sq'):
-        if key in state:
-            state[key].zero_()
-    if 'step' in state:
-        state['step'].zero_()  # bias correction restarts, as the embedding is new
-
-
 # ----------------------------------------------------------------------------- compile, DDP
-model = raw_model
-if compile:
-    model = torch.compile(model)
-else:  # compile=False runs everything eagerly, the regularizer's fused tiles included (losses.COMPILE_ON)
-    losses.COMPILE_ON = ()
+model = torch.compile(raw_model) if compile else raw_model
 if ddp:
     model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
+# the regularizer's tiles are fused by torch.compile where that pays (CUDA) and the model is compiled too
+fuse_reg = compile and device_type == 'cuda'
 
 
-def train_loss_fn(x, y, micro_index):
-    """Next-token loss plus the active regularizer / distillation. Returns (total, ce, reg, kd)."""
-    want_hidden = reg != 'none'
+def train_loss(x, y, micro_id):
+    """Next-token loss plus the active regularizer / distillation. micro_id: this micro-step's global index
+    (step * gradient_accumulation_steps + its place in the step), which seeds the token subsampling so that it
+    does not depend on the process count. Returns (total, ce, reg, kd); reg and kd are None when off."""
     with autocast:
-        out = model(x, y, return_hidden=want_hidden)
+        out = model(x, y, return_hidden=reg != 'none')
     logits, ce = out[0], out[1]
     total, reg_value, kd_value = ce, None, None
-    if want_hidden:
-        # one generator per global micro-step: token subsampling does not depend on the process count
-        gen = torch.Generator(device=x.device).manual_seed(seed * 1_000_003 + micro_index)
-        reg_value = losses.hidden_reg_loss(out[2], reg, loc=reg_layers, tau=reg_tau, max_tokens=reg_max_tokens,
-                                           generator=gen, **reg_kwargs)
+    if reg != 'none':
+        gen = torch.Generator(device=x.device).manual_seed(seed * 1_000_003 + micro_id)
+        reg_value = losses.hidden_reg_loss(out[2], reg, loc=reg_layers, max_tokens=reg_max_tokens, generator=gen,
+                                           impl=reg_impl, fuse=fuse_reg, tau=reg_tau, clamp=reg_clamp)
         total = total + reg_coeff * reg_value
     if teacher_model is not None:
         with torch.no_grad(), autocast:
@@ -366,95 +340,74 @@ def evaluate():
     return (sums[0] / sums[1]).item(), (sums[2:] / sums[1]).tolist()
 
 
-def checkpoint_dict():
-    return {'arch': arch, 'model_args': dict(vars(raw_model.config)), 'model': raw_model.state_dict(),
-            'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'step': step, 'config': config,
-            'data_meta': data_meta, 'data_position': {'scheme': 'windows of (seed, step)', 'seed': seed, 'step': step},
-            'rng': {'torch': torch.get_rng_state(),
-                    'cuda': torch.cuda.get_rng_state() if device_type == 'cuda' else None}}
+def stop_if_diverged(value=None):
+    """The one NaN/inf check, where the loop syncs anyway: the train loss (all-reduced) at log time, the val loss
+    at eval time, the weights (the same on every rank) before each save. Every rank stops; no bad save."""
+    finite = math.isfinite(value) if value is not None else all(torch.isfinite(p).all() for p in raw_model.parameters())
+    if not finite:
+        die(f"{'loss' if value is not None else 'weights'} non-finite at step {step}; stopping without saving "
+            f"(the last good checkpoint stays in {out_dir})")
 
 
-def save(path):
+def save(name):
+    stop_if_diverged()
     if master:
-        save_checkpoint(checkpoint_dict(), path)
-
-
-def git_commit():
-    try:
-        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
-                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
-    except OSError:
-        return None
+        state = training_state(raw_model, optimizer, scaler, step, config, data_meta)
+        save_checkpoint(state, os.path.join(out_dir, name))
 
 
 # ----------------------------------------------------------------------------- logging
 stop_signal = []
 for sig in (signal.SIGTERM, signal.SIGINT):  # clusters preempt with SIGTERM: save, then leave
     signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-
 if resume_ckpt is not None:
-    torch.set_rng_state(resume_ckpt['rng']['torch'])
-    if device_type == 'cuda' and resume_ckpt['rng']['cuda'] is not None:
-        torch.cuda.set_rng_state(resume_ckpt['rng']['cuda'])
+    restore_rng(resume_ckpt)
     del resume_ckpt
 wandb = None
 if master:
     os.makedirs(out_dir, exist_ok=True)
+    git = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
     versions = {'python': sys.version.split()[0], 'torch': torch.__version__, 'numpy': np.__version__,
-                'cuda': torch.version.cuda, 'git': git_commit(), 'device': torch.cuda.get_device_name()
-                if device_type == 'cuda' else 'cpu', 'world_size': world_size}
+                'cuda': torch.version.cuda, 'git': git, 'world_size': world_size,
+                'device': device_name}
     print(f"versions: {json.dumps(versions)}")
-    print(f"model: {arch}, {raw_model.num_params() / 1e6:.2f}M parameters | reg={reg} on hidden states "
+    print(f"model: {raw_model.arch}, {raw_model.num_params() / 1e6:.2f}M parameters | reg={reg} on hidden states "
           f"{reg_layers} | start at step {step}")
-    with open(os.path.join(out_dir, 'run.json'), 'w') as f:
-        json.dump({'config': config, 'versions': versions, 'data_meta': data_meta}, f, indent=2)
+    atomic_write(os.path.join(out_dir, 'run.json'), json.dumps({
+        'config': config, 'versions': versions, 'data_meta': data_meta,
+        'model': {'arch': raw_model.arch, 'model_args': dict(vars(raw_model.config)),
+                  'num_params': raw_model.num_params()}}, indent=2))
     if wandb_log:
         import wandb
         wandb.init(project=wandb_project, name=wandb_run_name or None, config=config)
     metrics_file = open(os.path.join(out_dir, 'metrics.jsonl'), 'a' if init_from == 'resume' else 'w')
 
-PEAK_FLOPS = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12, 'L4': 121e12, 'A10': 125e12}  # dense bf16
-peak_flops = next((v for k, v in PEAK_FLOPS.items() if device_type == 'cuda' and k in torch.cuda.get_device_name()),
-                  None)
-flops_per_step = raw_model.flops_per_token(block_size) * tokens_per_step
 
-
-def log(record):
+def log(record, line):
     if master:
         metrics_file.write(json.dumps(record) + '\n')
         metrics_file.flush()
         if wandb is not None:
             wandb.log(record, step=record['step'])
-
-
-def check_finite(bad_step, weights=False):
-    """Stop, keeping the last good checkpoint, if a loss since the last check was NaN or inf (or, before a
-    save, if any weight is: the update after the last finite loss may already have broken the model)."""
-    bad = int(bad_step.item())  # a sync point: only at log, eval and save time
-    if bad < 0 and weights and not all(torch.isfinite(p).all() for p in raw_model.parameters()):
-        bad = step
-    if bad >= 0:
-        die(f"loss became non-finite at step {bad}; stopping without saving (last good checkpoint kept in "
-            f"{out_dir})")
+        print(line, flush=True)
 
 
 # ----------------------------------------------------------------------------- training loop
 model.train()
-bad_step = torch.tensor(-1, device=device)  # first step whose loss was non-finite, kept on device
 t_start, step_start = time.time(), step
-t_last = t_start
-train_losses_last = float('nan')
+t_last, last_train_loss = t_start, float('nan')
 while step < max_iters:
     lr = get_lr(step)
     for group in optimizer.param_groups:
-        group['lr'] = get_embedding_lr(step) if group.get('is_embedding') else lr
+        group['lr'] = get_embedding_lr(step) if group.get('own_group') else lr
     sums = torch.zeros(3, device=device)  # ce, reg, kd summed over this process's micro-steps
     for micro in range(micro_steps):
-        micro_index = rank * micro_steps + micro  # this micro-step's place in the step's global batch
-        x, y = get_batch('train', step, micro_index * batch_size, batch_size)
+        place = rank * micro_steps + micro  # this micro-step's place among the step's gradient_accumulation_steps
+        x, y = get_batch('train', step, place * batch_size, batch_size)
         if ddp:  # sync gradients only on the last micro-step (what no_sync() does, without the context)
             model.require_backward_grad_sync = micro == micro_steps - 1
-        total, ce, reg_value, kd_value = train_loss_fn(x, y, step * gradient_accumulation_steps + micro_index)
+        total, ce, reg_value, kd_value = train_loss(x, y, step * gradient_accumulation_steps + place)
         sums[0] += ce.detach()
         if reg_value is not None:
             sums[1] += reg_value.detach()
@@ -462,8 +415,6 @@ while step < max_iters:
             sums[2] += kd_value.detach()
         # DDP averages gradients over processes, so each process divides by its own micro-step count only
         scaler.scale(total / micro_steps).backward()
-    bad_step = torch.where((bad_step < 0) & ~torch.isfinite(sums.sum()), torch.tensor(step + 1, device=device),
-                           bad_step)
     if grad_clip > 0:
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
@@ -477,52 +428,38 @@ while step < max_iters:
     if step % log_interval == 0 or step == max_iters:
         if ddp:
             dist.all_reduce(sums)
-        sums = (sums / gradient_accumulation_steps).tolist()
-        check_finite(bad_step)
+        ce_mean, reg_mean, kd_mean = (sums / gradient_accumulation_steps).tolist()
+        stop_if_diverged(ce_mean + reg_mean + kd_mean)
         now = time.time()
-        steps_done = step - step_start
-        dt = (now - t_last) / min(log_interval, steps_done)
-        t_last = now
-        eta = (now - t_start) / steps_done * (max_iters - step)
-        train_losses_last = sums[0]
-        record = {'step': step, 'train_loss': sums[0], 'lr': lr, 'ms_per_step': dt * 1e3,
-                  'tokens_per_s': tokens_per_step / dt}
-        line = f"step {step}/{max_iters} | loss {sums[0]:.4f}"
-        if reg != 'none':
-            record['reg_loss'] = sums[1]
-            line += f" | {reg} {sums[1]:.4f}"
-        if teacher_model is not None:
-            record['kd_loss'] = sums[2]
-            line += f" | kd {sums[2]:.4f}"
+        dt, t_last, last_train_loss = (now - t_last) / min(log_interval, step - step_start), now, ce_mean
+        # MFU of the model's own FLOPs, once past the first step (which includes compilation); None on CPU
+        mfu = raw_model.estimate_mfu(tokens_per_step / dt / world_size, block_size, device_name)
+        mfu = mfu if step - step_start > 1 else None
+        eta_min = (now - t_start) / (step - step_start) * (max_iters - step) / 60
+        record = {'step': step, 'train_loss': ce_mean, 'reg_loss': reg_mean if reg != 'none' else None,
+                  'kd_loss': kd_mean if teacher else None, 'lr': lr, 'ms_per_step': dt * 1e3,
+                  'tokens_per_s': tokens_per_step / dt, 'mfu': mfu}
+        line = f"step {step}/{max_iters} | loss {ce_mean:.4f}"
+        line += f" | {reg} {reg_mean:.4f}" if reg != 'none' else ''
+        line += f" | kd {kd_mean:.4f}" if teacher else ''
         line += f" | lr {lr:.2e} | {dt * 1e3:.0f}ms | {tokens_per_step / dt / 1e3:.1f}k tok/s"
-        if peak_flops and steps_done > 1:
-            record['mfu'] = flops_per_step / dt / world_size / peak_flops
-            line += f" | mfu {record['mfu'] * 100:.1f}%"
-        log(record)
-        if master:
-            print(line + f" | eta {eta / 60:.1f}min", flush=True)
+        line += f" | mfu {mfu:.1%}" if mfu else ''
+        log({k: v for k, v in record.items() if v is not None}, line + f" | eta {eta_min:.1f}min")
 
     if step % eval_interval == 0 or step == max_iters:
-        check_finite(bad_step, weights=True)
         val_loss, cos = evaluate()
-        if not math.isfinite(val_loss):
-            bad_step.fill_(step)
-            check_finite(bad_step)
-        log({'step': step, 'val_loss': val_loss, 'mean_cossim': cos})
-        if master:
-            print(f"eval step {step} | val {val_loss:.4f} | mean cos by layer "
-                  + " ".join(f"{c:.2f}" for c in cos), flush=True)
-        save(os.path.join(out_dir, 'ckpt.pt'))
+        stop_if_diverged(val_loss)
+        log({'step': step, 'val_loss': val_loss, 'mean_cossim': cos},
+            f"eval step {step} | val {val_loss:.4f} | mean cos by layer " + " ".join(f"{c:.2f}" for c in cos))
+        save('ckpt.pt')
     if snapshot_interval > 0 and step % snapshot_interval == 0:
-        check_finite(bad_step, weights=True)
-        save(os.path.join(out_dir, f'ckpt_{step:06d}.pt'))
+        save(f'ckpt_{step:06d}.pt')
 
     stop = torch.tensor(len(stop_signal), device=device)
     if ddp:  # every rank must agree to stop, or the others would hang in the next all-reduce
         dist.all_reduce(stop)
     if stop.item() > 0:
-        check_finite(bad_step, weights=True)
-        save(os.path.join(out_dir, 'ckpt.pt'))
+        save('ckpt.pt')
         if master:
             print(f"stopped by signal at step {step}; checkpoint saved to {out_dir}/ckpt.pt "
                   f"(continue with --init_from=resume)", flush=True)
@@ -530,9 +467,7 @@ while step < max_iters:
             dist.destroy_process_group()
         sys.exit(0)
 
-# ----------------------------------------------------------------------------- end of run
-check_finite(bad_step, weights=True)
-save(os.path.join(out_dir, 'ckpt.pt'))
+# ----------------------------------------------------------------------------- end of run (ckpt.pt: saved at the last eval)
 if master:
     # the paper's condensation measurement on val windows: condensation.json and the heatmap (measure.py)
     from measure import measure_run, token_windows, write_outputs
@@ -542,15 +477,14 @@ if master:
                          name=os.path.basename(os.path.normpath(out_dir)), source=out_dir,
                          windows=f"dataset:{dataset}", dtype='float32')
     write_outputs([result], out_dir)
-    cos, rho = result['mean_cossim'], result['spearman']  # rho is None when every layer's mean is the same
-    print(f"done: {step} steps, final train loss {train_losses_last:.4f} | mean cos by hidden state "
-          f"{' '.join(f'{c:.2f}' for c in cos)} | spearman {'n/a' if rho is None else f'{rho:.3f}'} | "
-          f"files in {out_dir}/")
-    if eval_tasks:  # lm-eval on the final model, as the official runs; eval.py --table reads eval.json
-        from eval import evaluate as lm_eval_evaluate, write_atomic, to_json
-        tasks = None if eval_tasks == 'paper' else eval_tasks  # None = the paper's ten, family settings
-        results = lm_eval_evaluate(raw_model, data_meta['tokenizer'], tasks, device=device, seed=seed)
-        write_atomic(os.path.join(out_dir, 'eval.json'), to_json({'seed': seed, 'config': config, **results}))
+    rho = result['spearman']  # None when every layer's mean is the same
+    print(f"done: {step} steps, final train loss {last_train_loss:.4f} | mean cos by hidden state "
+          f"{' '.join(f'{c:.2f}' for c in result['mean_cossim'])} | spearman {'n/a' if rho is None else f'{rho:.3f}'}"
+          f" | files in {out_dir}/")
+    if eval_tasks:  # lm-eval on the final model, as the official runs; tables.py reads eval.json
+        from eval import evaluate as lm_eval, to_json
+        results = lm_eval(raw_model, data_meta['tokenizer'], eval_tasks, device=device, seed=seed)
+        atomic_write(os.path.join(out_dir, 'eval.json'), to_json({'seed': seed, 'config': config, **results}))
         print(f"lm-eval results in {out_dir}/eval.json")
     metrics_file.close()
 if ddp:

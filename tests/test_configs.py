@@ -38,12 +38,40 @@ def test_there_is_a_config_for_every_experiment():
     assert {f'pretrain_gpt2_mlp{w}' for w in (64, 256, 1024, 4096)} <= names
 
 
+# what a method or ablation file may change relative to its family's base: its output folder and its method
+METHOD_KEYS = {'out_dir', 'reg', 'reg_coeff', 'reg_tau', 'reg_loc', 'reg_max_tokens', 'reg_clamp',
+               'noisy_embedding_alpha', 'active_forgetting_every', 'af_emb_lr', 'af_emb_warmup_frac', 'teacher',
+               'kd_coeff', 'kd_temperature', 'mlp_hidden'}
+
+
+def config_imports(path):
+    """The config modules a config file imports (`from config.x import *`)."""
+    with open(path) as f:
+        return [line.split()[1].split('.', 1)[1] for line in f if line.startswith('from config.')]
+
+
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: os.path.basename(p))
-def test_config_resolves_offline(path, capsys):
+def test_config_resolves_offline_in_at_most_two_files(path, capsys):
+    """Every config resolves offline, writes its own folder, and is readable in at most two files: itself and a
+    base that imports nothing; against that base it changes only its output folder and its method."""
     config = resolve(path, capsys=capsys)
     name = os.path.basename(path)[:-3]
-    assert config['out_dir'].endswith(name.replace('demo', 'out-demo'))  # every run writes its own folder
-    assert config['max_iters'] > 0 and config['warmup_iters'] < config['max_iters']
+    assert config['out_dir'].endswith(name.replace('demo', 'out-demo'))
+    bases = config_imports(path)
+    assert len(bases) <= 1, bases
+    if bases:
+        base_path = os.path.join(ROOT, 'config', bases[0] + '.py')
+        assert config_imports(base_path) == [], f"{bases[0]} imports another config"
+        base = resolve(base_path, capsys=capsys)
+        changed = {k for k in config if config[k] != base[k]}
+        assert changed <= METHOD_KEYS, sorted(changed - METHOD_KEYS)
+        assert 'out_dir' in changed
+
+
+def test_no_config_cites_a_document_outside_the_repository():
+    for path in CONFIGS:
+        with open(path) as f:
+            assert 'REFERENCE.md' not in f.read(), path
 
 
 def test_derived_values_match_the_official_runs(capsys):

@@ -130,7 +130,7 @@ def test_neftune_noise_in_training_never_in_eval(tmp_path, data_dir):
 
 def _embedding_state(path):
     ckpt = torch.load(path, weights_only=False)
-    group = next(g for g in ckpt["optimizer"]["param_groups"] if g.get("is_embedding"))
+    group = next(g for g in ckpt["optimizer"]["param_groups"] if g.get("own_group"))
     state = ckpt["optimizer"]["state"][group["params"][0]]
     return ckpt["model"]["transformer.wte.weight"], state
 
@@ -178,16 +178,16 @@ def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path, data_dir):
 
 
 def test_crash_while_saving_keeps_previous_checkpoint(tmp_path, monkeypatch):
-    from model import GPT, GPTConfig, load_checkpoint, save_checkpoint
+    from checkpoint import load_checkpoint, save_checkpoint
+    from model import GPT, GPTConfig
     model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=1, n_embd=8))
     ckpt = {"arch": "gpt", "model_args": dict(vars(model.config)), "model": model.state_dict(), "step": 1,
             "config": {}, "data_meta": {}}
     path = str(tmp_path / "ckpt.pt")
     save_checkpoint(ckpt, path)
 
-    def dies_halfway(obj, f, *a, **k):
-        with open(f, "wb") as fh:
-            fh.write(b"half a checkpoint")
+    def dies_halfway(obj, f, *a, **k):  # torch.save writing into the temporary file, then the disk fills
+        f.write(b"half a checkpoint")
         raise OSError("disk full")
     monkeypatch.setattr(torch, "save", dies_halfway)
     with pytest.raises(OSError):
@@ -204,7 +204,7 @@ def test_midtrain_from_hf_directory_and_export(tmp_path, data_dir):
     GPT2LMHeadModel(GPT2Config(vocab_size=300, n_positions=64, n_embd=32, n_layer=2, n_head=2)).save_pretrained(hf_dir)
     out = tmp_path / "mid"
     train(out, data_dir, f"--init_from={hf_dir}", "--max_iters=4", "--eval_interval=4", "--reg=dispersion")
-    from model import load_checkpoint
+    from checkpoint import load_checkpoint
     model, ckpt = load_checkpoint(str(out))
     hf = model.to_hf()
     x = torch.randint(0, 257, (2, 16))
@@ -251,4 +251,69 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_dir):
               "--warmup_iters=0", check=False)
     assert r.returncode != 0
     assert "non-finite at step" in r.stderr.strip().splitlines()[-1]
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]  # no temporary file left behind
     assert (out / "ckpt.pt").read_bytes() == before
+
+
+# -----------------------------------------------------------------------------
+# a stored record of one tiny run: absolute numbers, so a change to initialisation, sampling, the schedule or a
+# loss shows even where comparing two runs of the same code cannot
+
+RECORD = os.path.join(ROOT, "tests", "assets", "tiny_run.json")
+RECORD_ARGS = ["--max_iters=12", "--eval_interval=12", "--warmup_iters=3", "--learning_rate=1e-2", "--min_lr=1e-3",
+               "--reg=dispersion", "--reg_coeff=0.5", "--seed=7", "--condensation_samples=4"]
+
+
+@pytest.fixture(scope="module")
+def lcg_data_dir(tmp_path_factory):
+    """Tokens from a first-order Markov chain driven by a 32-bit linear congruential generator written out here:
+    the same bytes on every machine and every Python or numpy version (unlike text shipped with Python)."""
+    state, token, ids = 12345, 0, []
+    for _ in range(40_000):
+        state = (1664525 * state + 1013904223) % 2 ** 32  # Numerical Recipes' constants
+        token = (token * 7 + (state >> 16) % 4) % 16      # 16 of the 257 ids, 4 successors each: learnable
+        ids.append(token)
+    ids = np.array(ids, dtype=np.uint16)
+    d = tmp_path_factory.mktemp("lcg")
+    ids[:36_000].tofile(d / "train.bin")
+    ids[36_000:].tofile(d / "val.bin")
+    (d / "meta.json").write_text(json.dumps({"tokenizer": "byte", "dtype": "uint16", "vocab_size": 257,
+                                             "eot_token": 256}))
+    return str(d)
+
+
+def test_learning_rate_at_named_steps(tmp_path, lcg_data_dir):
+    """Linear warmup over 3 steps to 1e-2, then cosine to 1e-3 at step 12, read from metrics.jsonl. Steps
+    count updates from 1; step s uses lr(s - 1): (s / 4) * 1e-2 while warming up, then
+    1e-3 + 4.5e-3 * (1 + cos(pi * (s - 4) / 9)), written out to 8 digits."""
+    out = tmp_path / "lr"
+    train(out, lcg_data_dir, *RECORD_ARGS)
+    lr = {m["step"]: m["lr"] for m in metrics(out) if "lr" in m}
+    expected = {1: 2.5e-3, 2: 5e-3, 3: 7.5e-3, 4: 1e-2, 8: 6.2814168e-3, 12: 1.2713832e-3}
+    for s, v in expected.items():
+        assert lr[s] == pytest.approx(v, abs=1e-11), s
+
+
+def test_tiny_run_matches_the_stored_record(tmp_path, lcg_data_dir):
+    """Per-step train and dispersion losses, the val loss and the live probe of a fixed 12-step run equal
+    tests/assets/tiny_run.json (float32 on CPU; 1e-4 leaves room for another CPU's kernels, not for a change).
+    To re-record after an intended change: TINY_RUN_RECORD=1 python -m pytest tests/test_train.py -k record"""
+    out = tmp_path / "record"
+    train(out, lcg_data_dir, *RECORD_ARGS)
+    got = {"train_loss": {str(m["step"]): m["train_loss"] for m in metrics(out) if "train_loss" in m},
+           "reg_loss": {str(m["step"]): m["reg_loss"] for m in metrics(out) if "reg_loss" in m},
+           "eval": [m for m in metrics(out) if "val_loss" in m][-1]}
+    if os.environ.get("TINY_RUN_RECORD"):
+        os.makedirs(os.path.dirname(RECORD), exist_ok=True)
+        with open(RECORD, "w") as f:
+            json.dump({"args": TINY + RECORD_ARGS, **got}, f, indent=1)
+    with open(RECORD) as f:
+        want = json.load(f)
+    assert want["args"] == TINY + RECORD_ARGS, "the record was made with other arguments: re-record it"
+    assert sorted(got["train_loss"], key=int) == [str(s) for s in range(1, 13)]
+    for key in ("train_loss", "reg_loss"):
+        for s, v in want[key].items():
+            assert got[key][s] == pytest.approx(v, abs=1e-4), (key, s)
+    assert got["eval"]["val_loss"] == pytest.approx(want["eval"]["val_loss"], abs=1e-4)
+    assert got["eval"]["mean_cossim"] == pytest.approx(want["eval"]["mean_cossim"], abs=1e-4)
+    assert want["train_loss"]["12"] < want["train_loss"]["1"] - 0.5  # the record itself is of a run that learns
