@@ -69,12 +69,14 @@ def save_checkpoint(ckpt, path):
     atomic_write(path, lambda f: torch.save(ckpt, f))
 
 
-def training_state(model, optimizer, scaler, step, config, data_meta):
+def training_state(model, optimizer, scaler, step, config, data_meta, compute):
     """What train.py writes to ckpt.pt: the model with its architecture (rebuilt without the config file), the
     optimizer and loss scaler, the step, the resolved config, the data's meta.json, where the data stands (the
-    windows of a step are a function of (seed, step)), and the RNG states (dropout, noise)."""
+    windows of a step are a function of (seed, step)), the training time so far (compute: hours, processes,
+    device) and the RNG states (dropout, noise)."""
     return {'arch': model.arch, 'model_args': dict(vars(model.config)), 'model': model.state_dict(),
             'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'step': step, 'config': config,
+            'compute': compute,
             'data_meta': data_meta, 'data_position': {'scheme': 'windows of (seed, step)', 'seed': config['seed'],
                                                       'step': step},
             'rng': {'torch': torch.get_rng_state(),

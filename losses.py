@@ -117,7 +117,10 @@ def float_tokens(z):
 
 
 def gram(x):
-    """x x^T per sequence, (B, T, T), in x's dtype even under autocast (which would run the matmul in bfloat16)."""
+    """x x^T per sequence, (B, T, T), in x's dtype even under autocast (which would run the matmul in bfloat16).
+    On CUDA, train.py allows TF32 for matmuls, these included: emulated against float64 on [8, 256, 768] hidden
+    states with mean cosine 0 to 0.7, TF32 moves the dispersion loss by <= 2.2e-7 relative and its gradient by
+    <= 3e-4 of its largest entry (python docs/tf32_error.py). The condensation measurement is exact float32."""
     with torch.autocast(device_type=x.device.type, enabled=False):
         return torch.bmm(x, x.transpose(1, 2))
 

@@ -30,6 +30,7 @@ import os
 import re
 import sys
 import time
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -124,7 +125,21 @@ def layer_trend(means):
                 mean_last_n=[float(np.mean(means[-n:])) for n in range(1, len(means) + 1)])
 
 
+@contextmanager
+def exact_float32():
+    """Full float32 matmuls on CUDA inside, whatever the caller allowed: train.py turns TF32 on for speed, but TF32
+    keeps 10 mantissa bits (~1e-3 relative), and this measurement is compared with the authors' package (which
+    runs PyTorch's default, exact float32) digit for digit. The model's forward is measured in it too."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 @torch.inference_mode()
+@exact_float32()
 def measure_run(hidden_fn, windows, starts, batch_size, device, /, keep_matrices=True, **info):
     """The paper's measurement on token windows [N, T] -> the run record condensation.json holds.
 

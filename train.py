@@ -230,12 +230,13 @@ embedding = raw_model.get_input_embeddings().weight
 
 
 def get_embedding_lr(it):
-    """The embedding's lr: one warmup + linear decay cycle every K steps, the main schedule evaluated at the
-    compressed index (it * floor(T / K)) mod T, T = max_iters (as fairseq's lr_step_update in Chen et al.)."""
-    cycle = max(1, max_iters // active_forgetting_every)
-    e = (it * cycle) % max_iters
-    warm = max(1, math.ceil(af_emb_warmup_frac * max_iters))
-    return af_emb_lr * (e / warm if e < warm else max(0.0, (max_iters - e) / max(1, max_iters - warm)))
+    """The embedding's lr for the update that has taken `it` before it: one linear warmup + linear decay cycle every
+    K steps, a schedule over T = max_iters evaluated at the compressed index ((it + 1) * floor(T / K)) mod T, with
+    int(frac * T) warmup steps: the official script's ActiveForgettingLRScheduler, after fairseq's lr_step_update in
+    Chen et al. With K > T the index stays 0 and the embedding's lr is 0 throughout, as in the official code."""
+    e = ((it + 1) * (max_iters // active_forgetting_every)) % max_iters
+    warm = int(af_emb_warmup_frac * max_iters)
+    return af_emb_lr * (e / max(1, warm) if e < warm else max(0.0, (max_iters - e) / max(1, max_iters - warm)))
 
 
 def forget_embedding(at_step):
@@ -282,9 +283,12 @@ if resume_ckpt is not None:
 
 
 def get_lr(it):
-    """Linear warmup, cosine decay to min_lr at lr_decay_iters, then min_lr. `it` counts from 0."""
+    """The lr of the update that has taken `it` updates before it: transformers' get_cosine_schedule_with_warmup,
+    which the official runs use (so the very first update has lr 0), then a cosine from learning_rate down to
+    min_lr at lr_decay_iters, and min_lr after. With min_lr = 0 and lr_decay_iters = max_iters it is that
+    schedule exactly (tests/test_train.py compares them step by step)."""
     if it < warmup_iters:
-        return learning_rate * (it + 1) / (warmup_iters + 1)
+        return learning_rate * (it / warmup_iters)
     if it >= lr_decay_iters:
         return min_lr
     progress = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
@@ -349,10 +353,17 @@ def stop_if_diverged(value=None):
             f"(the last good checkpoint stays in {out_dir})")
 
 
+def compute_record():
+    """The run's training time as the paper's Table 2 reports it (tables.py's compute column): the wall time of
+    the training loop, evals and saves included, times the processes, summed over resumes."""
+    return {'hours': hours_before + (time.time() - t_start) * world_size / 3600, 'processes': world_size,
+            'device': device_name}
+
+
 def save(name):
     stop_if_diverged()
     if master:
-        state = training_state(raw_model, optimizer, scaler, step, config, data_meta)
+        state = training_state(raw_model, optimizer, scaler, step, config, data_meta, compute_record())
         save_checkpoint(state, os.path.join(out_dir, name))
 
 
@@ -360,6 +371,7 @@ def save(name):
 stop_signal = []
 for sig in (signal.SIGTERM, signal.SIGINT):  # clusters preempt with SIGTERM: save, then leave
     signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
+hours_before = resume_ckpt.get('compute', {}).get('hours', 0.0) if resume_ckpt is not None else 0.0
 if resume_ckpt is not None:
     restore_rng(resume_ckpt)
     del resume_ckpt
@@ -399,8 +411,9 @@ t_start, step_start = time.time(), step
 t_last, last_train_loss = t_start, float('nan')
 while step < max_iters:
     lr = get_lr(step)
+    emb_lr = get_embedding_lr(step) if active_forgetting_every > 0 else None
     for group in optimizer.param_groups:
-        group['lr'] = get_embedding_lr(step) if group.get('own_group') else lr
+        group['lr'] = emb_lr if group.get('own_group') else lr
     sums = torch.zeros(3, device=device)  # ce, reg, kd summed over this process's micro-steps
     for micro in range(micro_steps):
         place = rank * micro_steps + micro  # this micro-step's place among the step's gradient_accumulation_steps
@@ -437,7 +450,7 @@ while step < max_iters:
         mfu = mfu if step - step_start > 1 else None
         eta_min = (now - t_start) / (step - step_start) * (max_iters - step) / 60
         record = {'step': step, 'train_loss': ce_mean, 'reg_loss': reg_mean if reg != 'none' else None,
-                  'kd_loss': kd_mean if teacher else None, 'lr': lr, 'ms_per_step': dt * 1e3,
+                  'kd_loss': kd_mean if teacher else None, 'lr': lr, 'emb_lr': emb_lr, 'ms_per_step': dt * 1e3,
                   'tokens_per_s': tokens_per_step / dt, 'mfu': mfu}
         line = f"step {step}/{max_iters} | loss {ce_mean:.4f}"
         line += f" | {reg} {reg_mean:.4f}" if reg != 'none' else ''
@@ -484,7 +497,8 @@ if master:
     if eval_tasks:  # lm-eval on the final model, as the official runs; tables.py reads eval.json
         from eval import evaluate as lm_eval, to_json
         results = lm_eval(raw_model, data_meta['tokenizer'], eval_tasks, device=device, seed=seed)
-        atomic_write(os.path.join(out_dir, 'eval.json'), to_json({'seed': seed, 'config': config, **results}))
+        atomic_write(os.path.join(out_dir, 'eval.json'),
+                     to_json({'seed': seed, 'config': config, 'compute': compute_record(), **results}))
         print(f"lm-eval results in {out_dir}/eval.json")
     metrics_file.close()
 if ddp:

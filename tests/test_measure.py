@@ -439,3 +439,24 @@ def test_bad_inputs_subprocess(args, needle, tmp_path):
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 1 and len(lines) == 1 and lines[0].startswith('error: ') and needle in lines[0]
     assert not (tmp_path / 'o').exists()
+
+
+def test_measurement_runs_in_exact_float32_even_where_tf32_is_on():
+    """train.py allows TF32 for training; the condensation measurement (forward and cosine matmuls) must not use
+    it: inside measure_run the flags read False, and the caller's setting is back afterwards."""
+    seen = []
+
+    def hidden_fn(idx):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        g = torch.Generator().manual_seed(int(idx.sum()))
+        return [torch.randn(idx.shape[0], idx.shape[1], 8, generator=g) for _ in range(3)]
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        windows = np.arange(40, dtype=np.int64).reshape(5, 8)
+        measure.measure_run(hidden_fn, windows, list(range(5)), 2, 'cpu')
+        assert seen == [(False, False)] * 3
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

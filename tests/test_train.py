@@ -4,6 +4,7 @@ method does, checkpoints that survive crashes and signals, mid-training from an 
 python -m pytest -q tests/test_train.py
 """
 import json
+import math
 import os
 import signal
 import subprocess
@@ -135,10 +136,25 @@ def _embedding_state(path):
     return ckpt["model"]["transformer.wte.weight"], state
 
 
+def official_embedding_lr(last_epoch, T, K, peak, warmup_ratio):
+    """The official ActiveForgettingLRScheduler's embedding lr (lm_dispersion/midtrain_gpt2_huggingface/
+    midtrain_gpt2_other_counter_condensation.py), transcribed: last_epoch = updates taken before this one."""
+    ei = ((last_epoch + 1) * (T // K)) % T
+    ei = min(ei, max(0, T - 1))
+    warm = int(T * warmup_ratio)
+    if ei < warm:
+        return peak * ei / max(1, warm)
+    return peak * max(0.0, (T - ei) / max(1, T - warm))
+
+
 def test_active_forgetting_resets_embedding_and_state_exactly_at_k(tmp_path, data_dir):
     out = tmp_path / "af"
     train(out, data_dir, "--max_iters=6", "--eval_interval=100", "--active_forgetting_every=4",
-          "--snapshot_interval=1")
+          "--snapshot_interval=1", "--af_emb_lr=1e-3", "--af_emb_warmup_frac=0.34")
+    emb_lr = {m["step"]: m["emb_lr"] for m in metrics(out) if "emb_lr" in m}
+    assert sorted(emb_lr) == list(range(1, 7))
+    for s, v in emb_lr.items():  # T = 6, K = 4, int(0.34 * 6) = 2 warmup steps
+        assert v == pytest.approx(official_embedding_lr(s - 1, 6, 4, 1e-3, 0.34), abs=1e-15), s
     w3, s3 = _embedding_state(out / "ckpt_000003.pt")
     w4, s4 = _embedding_state(out / "ckpt_000004.pt")
     w5, s5 = _embedding_state(out / "ckpt_000005.pt")
@@ -283,15 +299,31 @@ def lcg_data_dir(tmp_path_factory):
 
 
 def test_learning_rate_at_named_steps(tmp_path, lcg_data_dir):
-    """Linear warmup over 3 steps to 1e-2, then cosine to 1e-3 at step 12, read from metrics.jsonl. Steps
-    count updates from 1; step s uses lr(s - 1): (s / 4) * 1e-2 while warming up, then
-    1e-3 + 4.5e-3 * (1 + cos(pi * (s - 4) / 9)), written out to 8 digits."""
+    """Linear warmup over 3 steps from 0 to 1e-2, then cosine to 1e-3 at step 12, read from metrics.jsonl. Steps
+    count updates from 1; step s uses lr(s - 1): ((s - 1) / 3) * 1e-2 while warming up (the first update has lr 0,
+    as transformers' schedule), then 1e-3 + 4.5e-3 * (1 + cos(pi * (s - 4) / 9)), written out to 8 digits."""
+
+
+def test_learning_rate_is_transformers_cosine_schedule(tmp_path, lcg_data_dir):
+    """With warmup_frac and min_lr = 0 (the mid-training configs) every step's lr is what transformers'
+    get_cosine_schedule_with_warmup gives the official runs, whose Trainer warms up for ceil(0.2 * max_steps)."""
+    from transformers import get_cosine_schedule_with_warmup
+    out = tmp_path / "hf_lr"
+    train(out, lcg_data_dir, "--max_iters=17", "--eval_interval=17", "--warmup_frac=0.2", "--min_lr=0",
+          "--learning_rate=3e-3")
+    lr = {m["step"]: m["lr"] for m in metrics(out) if "lr" in m}
+    opt = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=3e-3)
+    sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=math.ceil(0.2 * 17), num_training_steps=17)
+    for s in range(1, 18):
+        assert abs(lr[s] - sched.get_last_lr()[0]) <= 1e-12, (s, lr[s], sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
     out = tmp_path / "lr"
     train(out, lcg_data_dir, *RECORD_ARGS)
     lr = {m["step"]: m["lr"] for m in metrics(out) if "lr" in m}
-    expected = {1: 2.5e-3, 2: 5e-3, 3: 7.5e-3, 4: 1e-2, 8: 6.2814168e-3, 12: 1.2713832e-3}
+    expected = {1: 0.0, 2: 3.3333333e-3, 3: 6.6666667e-3, 4: 1e-2, 8: 6.2814168e-3, 12: 1.2713832e-3}
     for s, v in expected.items():
-        assert lr[s] == pytest.approx(v, abs=1e-11), s
+        assert lr[s] == pytest.approx(v, abs=1e-10), s
 
 
 def test_tiny_run_matches_the_stored_record(tmp_path, lcg_data_dir):
@@ -317,3 +349,37 @@ def test_tiny_run_matches_the_stored_record(tmp_path, lcg_data_dir):
     assert got["eval"]["val_loss"] == pytest.approx(want["eval"]["val_loss"], abs=1e-4)
     assert got["eval"]["mean_cossim"] == pytest.approx(want["eval"]["mean_cossim"], abs=1e-4)
     assert want["train_loss"]["12"] < want["train_loss"]["1"] - 0.5  # the record itself is of a run that learns
+
+
+SIXTH_REGULARIZER = '''
+
+def uniformity(z, t=2.0):
+    """Wang & Isola (2020): log mean_{i!=j} exp(-t ||zhat_i - zhat_j||^2), the tokens on the unit sphere."""
+    zhat = F.normalize(float_tokens(z), dim=-1)
+    dist2 = (2 - 2 * gram(zhat)).clamp_min(0)  # squared chord length, in [0, 4]
+    return log_mean_exp(-t * dist2, off_diagonal=True)
+
+
+REGULARIZERS['uniformity'] = uniformity
+'''
+
+
+def test_a_new_regularizer_is_one_function_and_one_line(tmp_path, data_dir):
+    """As a researcher would: append a function and its registration to (a copy of) losses.py, touch nothing
+    else, and train.py trains with it, logging its value."""
+    import shutil
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in os.listdir(ROOT):
+        if name.endswith(".py"):
+            shutil.copy(os.path.join(ROOT, name), repo / name)
+    with open(repo / "losses.py", "a") as f:
+        f.write(SIXTH_REGULARIZER)
+    out = tmp_path / "uni"
+    cmd = [sys.executable, "train.py", f"--dataset={data_dir}", f"--out_dir={out}", *TINY, "--max_iters=3",
+           "--eval_interval=3", "--reg=uniformity", "--reg_coeff=0.5"]
+    r = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| uniformity -" in r.stdout
+    reg = [m["reg_loss"] for m in metrics(out) if "reg_loss" in m]
+    assert len(reg) == 3 and all(-8.0 <= v < 0.0 for v in reg), reg  # -t * dist2 lies in [-8, 0]
