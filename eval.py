@@ -15,8 +15,9 @@ of the model family (GPT-2: 1-shot, 500 documents per task; Qwen3: 5-shot, 200).
 
 train.py calls evaluate() at the end of a run (its eval_tasks key) and writes eval.json with to_json(). The paper's
 Table 2 across runs lives in tables.py (`python tables.py runs/*/eval.json`); --table is the same command: eval.py
-hands the run files, --table_out and --reference to tables.main(). --out records the run's method label for it
-(tables.method_label of the training config, or --label).
+hands the run files, --table_out, --reference and --ttest to tables.main(). --out records what it needs: the run's
+method label (tables.method_label of the training config, or --label) and, from a checkpoint that has it, the
+training time train.py recorded (checkpoint['compute'] -> the record's top-level 'compute').
 """
 
 import json
@@ -43,9 +44,10 @@ seed: int | None = None           # all four lm-eval seeds; None = the run's tra
 out = ''                          # write lm-eval's results plus the config used to this JSON file
 label = ''                        # the method's name in --out, for --table; '' = from the training config or init_from
 log_samples = False               # keep lm-eval's per-document records (prompts, log-likelihoods) in --out
-# --table only: tables.py's two keys, handed to tables.main()
+# --table only: tables.py's three keys, handed to tables.main()
 table_out = ''                    # also write the table as markdown to this file and as CSV beside it (same name, .csv)
 reference = ''                    # the method the t-tests compare to; '' = the label containing 'dispersion', if any
+ttest = 'student'                 # 'student' (equal variances, the paper's) | 'welch': the t-test of per-seed averages
 # -----------------------------------------------------------------------------
 CONFIG_KEYS = config_keys(globals())  # configured in main(): train.py imports this file without its command line
 
@@ -232,7 +234,7 @@ def main():
     if table_files is not None:
         if not table_files:
             die('--table needs run json files: python eval.py --table run1.json run2.json ...', 2)
-        return tables.main(table_files, table_out, reference)
+        return tables.main(table_files, table_out, reference, ttest)
     if not ckpt and not init_from:
         die('no model given: pass --ckpt=<train.py out_dir or .pt> or --init_from=<hub id | HF dir>', 2)
     if ckpt and init_from:
@@ -246,12 +248,13 @@ def main():
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     if isinstance(batch_size, str) and not device.startswith('cuda'):
         batch_size = 1  # lm-eval's automatic batch size searches for the largest that does not run out of memory
-    names, train_config = task_list(tasks), None
+    names, train_config, compute = task_list(tasks), None, None
     try:  # tasks first: a typo or a missing dataset fails before a (possibly large) model is loaded
         task_manager, loaded = load_tasks(names, include_path)
         if ckpt:
             model, checkpoint = load_checkpoint(ckpt)
             train_config = checkpoint.get('config') or {}
+            compute = checkpoint.get('compute')  # train.py's training time: Table 2's compute column
             tokenizer_name = (checkpoint.get('data_meta') or {}).get('tokenizer')
             if not tokenizer_name:
                 raise ValueError(f"{ckpt}: the checkpoint has no data_meta['tokenizer']: which tokenizer trained it?")
@@ -275,7 +278,10 @@ def main():
                                         'torch': torch.__version__})
         record = {'label': label or (tables.method_label(train_config) if train_config is not None else init_from),
                   'seed': train_config.get('seed', seed) if train_config else seed,  # the run's seed, for --table
-                  'config': config, **res}
+                  'config': config}
+        if compute is not None:  # before lm-eval's results, which can be long (samples)
+            record['compute'] = compute
+        record.update(res)
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         atomic_write(out, to_json(record))
         print(f'wrote {out}')

@@ -1,19 +1,22 @@
 """
-The paper's Table 2 across runs: per task the mean ± std over seeds, the average over tasks, the average rank and a
-t-test against a reference method, as markdown (and CSV). It reads run files only: no torch, no lm-eval.
+The paper's Table 2 across runs: the training time, per task the mean ± std over seeds, the average rank, the
+average over tasks and a t-test against a reference method, as markdown (and CSV). It reads run files only: no
+torch, no lm-eval.
 
     python tables.py out/*/eval.json                                     # the table, as markdown, on stdout
     python tables.py out/*/eval.json --table_out=out/table2.md           # also writes out/table2.md and .csv
     python tables.py out/*/eval.json --reference='L_train + decorrelation'    # the t-tests against another row
+    python tables.py out/*/eval.json --ttest=welch                       # Welch's t-test instead of Student's
 
 A run file is the --out JSON of eval.py, or the eval.json a train.py run leaves when its eval_tasks key is set.
 Runs are grouped into rows by method label: the label eval.py wrote (its --label, else method_label() of the
 training config), else method_label() of the training config in train.py's eval.json, else the model's name.
 Rows come in the order their labels first appear; the columns are the paper's tasks in its order (COLUMNS), then
-any other task of every run, by name.
+any other task of every run, by name. A run's training time is its 'compute' record (train.py writes it into
+eval.json and the checkpoint, eval.py --out copies it from the checkpoint): device-hours, summed over resumes.
 
-`python eval.py --table a.json b.json ... --table_out=... --reference=...` is the same command: eval.py hands the
-run files and those two keys to main() here.
+`python eval.py --table a.json b.json ... --table_out=... --reference=... --ttest=...` is the same command: eval.py
+hands the run files and those three keys to main() here.
 """
 
 import json
@@ -27,6 +30,7 @@ from configurator import config_keys, configure, die, one_line
 # -----------------------------------------------------------------------------
 table_out = ''   # also write the table as markdown to this file and as CSV beside it (same name, .csv)
 reference = ''   # the method the t-tests compare to; '' = the label containing 'dispersion', if any
+ttest = 'student'  # 'student' (equal variances, the paper's) | 'welch': the t-test of the per-seed averages
 # -----------------------------------------------------------------------------
 CONFIG_KEYS = config_keys(globals())  # configured only when run as a script: eval.py imports this file
 
@@ -38,6 +42,9 @@ COLUMNS = {'anli_r2': 'ANLI R2', 'lambada_openai': 'LAMBADA openai', 'openbookqa
 # the metric the paper reports; 'acc' for every other task. Perplexities are lower-is-better.
 REPORTED_METRIC = {'paloma_wikitext_103': 'word_perplexity'}
 LOWER_IS_BETTER = {'word_perplexity', 'byte_perplexity', 'bits_per_byte', 'perplexity'}
+ACC_DIGITS = 1  # accuracies (in %) are shown, and ranked, to one decimal, as in the paper
+TTESTS = {'student': True, 'welch': False}  # --ttest -> scipy.stats.ttest_ind's equal_var
+BASELINE = 'L_train'  # the row the training times are divided by (the mid-trained baseline), when present
 
 # -----------------------------------------------------------------------------
 # one run: its row name and its scores
@@ -76,7 +83,8 @@ def method_label(train_config):
 
 def load_run(path):
     """A --out JSON of eval.py, or the eval.json of a train.py run -> {'label', 'seed', 'scores': {task: (metric,
-    value)}, 'path'}, scores of every task but the subtasks below a group (a group is one column)."""
+    value)}, 'compute': {'hours', 'processes', 'device'} or None, 'path'}, scores of every task but the subtasks
+    below a group (a group is one column)."""
     try:
         with open(path) as f:
             run = json.load(f)
@@ -89,25 +97,30 @@ def load_run(path):
     train_config = config.get('train_config') or (config if 'reg' in config else None)
     run_label = (run.get('label') or config.get('label') or (method_label(train_config) if train_config else '')
                  or config.get('model') or os.path.basename(path))
+    compute = run.get('compute')  # train.py's record of the training time; a base model has none
+    if compute is not None and not (isinstance(compute, dict) and isinstance(compute.get('hours'), (int, float))
+                                    and not isinstance(compute['hours'], bool)):
+        die(f"{path}: 'compute' is not a training time record ({{'hours': <float>, 'processes', 'device'}})")
     below_groups = subtasks(run.get('group_subtasks'))
     scores = {}
     for task, metrics in run['results'].items():
         r = reported(task, metrics) if task not in below_groups else None
         if r is not None:
             scores[task] = r[:2]
-    return {'label': run_label, 'seed': run.get('seed', config.get('seed')), 'scores': scores, 'path': path}
+    return {'label': run_label, 'seed': run.get('seed', config.get('seed')), 'scores': scores, 'compute': compute,
+            'path': path}
 
 # -----------------------------------------------------------------------------
 # the statistics across runs
 
 
-def welch_p(a, b):
-    """Welch's t-test p-value of two samples of per-seed averages. A method with one run (e.g. the base model,
-    not mid-trained) has no variance estimate: its variance is taken as 0, where Welch's test becomes the
-    one-sample t-test of the other sample's mean against that value."""
+def ttest_p(a, b, equal_var=True):
+    """The t-test p-value of two samples of per-seed averages: Student's (equal_var=True, the paper's) or Welch's.
+    A method with one run (e.g. the base model, not mid-trained) has no variance estimate: its variance is taken
+    as 0, where the test becomes the one-sample t-test of the other sample's mean against that value."""
     from scipy import stats
     if len(a) >= 2 and len(b) >= 2:
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+        return float(stats.ttest_ind(a, b, equal_var=equal_var).pvalue)
     if len(a) + len(b) >= 3:  # one single run: the other sample's mean against its value
         sample, value = (a, b[0]) if len(b) == 1 else (b, a[0])
         return float(stats.ttest_1samp(sample, value).pvalue)
@@ -121,11 +134,13 @@ def p_band(p):
     return next((f'p < {cut:g}' for cut in (0.0001, 0.001, 0.01, 0.05) if p < cut), 'n.s.')
 
 
-def table_stats(runs, reference=''):
+def table_stats(runs, reference='', ttest='student'):
     """Group runs by label (rows in the order the labels first appear) and compute the Table 2 statistics,
-    accuracies in percent: per task, the mean and sample std (ddof=1) over seeds; the average over accuracy tasks
-    (per seed, then mean and std); the average rank (per accuracy task, methods ranked by mean, 1 = best, ties
-    averaged; then the mean over tasks); Welch's t-test of the per-seed averages against the reference method."""
+    accuracies in percent: the training time (mean device-hours over seeds, and its ratio to the BASELINE row);
+    per task, the mean and sample std (ddof=1) over seeds; the average over accuracy tasks (per seed, then mean
+    and std); the average rank (per accuracy task, methods ranked by their mean rounded to the ACC_DIGITS the
+    table shows, 1 = best, a tie shares the best rank it spans: 1, 2, 2, 4; then the mean over tasks); the t-test
+    (Student's or Welch's: ttest) of the per-seed averages against the reference method."""
     from scipy.stats import rankdata
     seen = {}
     for r in runs:  # the same run twice would shrink the std and the p-values without anyone noticing
@@ -158,18 +173,31 @@ def table_stats(runs, reference=''):
     table['avg_mean'] = {m: float(per_seed_avg[m].mean()) for m in methods}
     table['avg_std'] = {m: std(per_seed_avg[m]) for m in methods}
     ranks = {m: [] for m in methods}
-    for t in acc_tasks:
-        for m, r in zip(methods, rankdata([-table['mean'][m][t] for m in methods], method='average')):
+    for t in acc_tasks:  # the paper's ranks are those of its printed means (checked in tests/test_eval.py)
+        shown = [-round(table['mean'][m][t], ACC_DIGITS) for m in methods]
+        for m, r in zip(methods, rankdata(shown, method='min')):
             ranks[m].append(float(r))
     table['rank'] = {m: float(np.mean(ranks[m])) if ranks[m] else float('nan') for m in methods}
     if not reference:
         reference = next((m for m in methods if 'dispersion' in m), '')
     elif reference not in methods:
         die(f"reference method '{reference}' is not among the labels: {', '.join(methods)}")
-    table['reference'] = reference
-    table['p'] = {m: (welch_p(per_seed_avg[m], per_seed_avg[reference]) if reference and m != reference
+    table['reference'], table['ttest'] = reference, ttest
+    equal_var = TTESTS[ttest]
+    table['p'] = {m: (ttest_p(per_seed_avg[m], per_seed_avg[reference], equal_var) if reference and m != reference
                       else float('nan')) for m in methods}
     table['band'] = {m: ('ref.' if m == reference else p_band(table['p'][m]) if reference else '') for m in methods}
+
+    table['hours'] = {}
+    for m in methods:  # a row's time is the mean over its seeds: only when every seed has its record
+        hours = [r['compute']['hours'] for r in by_method[m] if r['compute']]
+        if 0 < len(hours) < len(by_method[m]):
+            print(f"warning: '{m}': {len(by_method[m]) - len(hours)} of {len(by_method[m])} runs have no training "
+                  f"time record: its training time is left out", file=sys.stderr)
+        table['hours'][m] = float(np.mean(hours)) if len(hours) == len(by_method[m]) else float('nan')
+    baseline = table['hours'].get(BASELINE, float('nan'))
+    table['hours_ratio'] = {m: table['hours'][m] / baseline if baseline > 0 else float('nan') for m in methods}
+    table['devices'] = sorted({str(r['compute'].get('device', 'unknown device')) for r in runs if r['compute']})
     return table
 
 # -----------------------------------------------------------------------------
@@ -181,10 +209,15 @@ def format_markdown(table):
     # the columns: (header, mean by method, std by method or None, digits shown, lower is better)
     columns = [(COLUMNS.get(t, t) + (' ↑' if table['percent'][t] else ' ↓'),
                 {m: table['mean'][m][t] for m in methods}, {m: table['std'][m][t] for m in methods},
-                1 if table['percent'][t] else 2, not table['percent'][t]) for t in table['tasks']]
+                ACC_DIGITS if table['percent'][t] else 2, not table['percent'][t]) for t in table['tasks']]
     columns += [('Rank ↓', table['rank'], None, 1, True),
                 ('Average ↑', table['avg_mean'], table['avg_std'], 2, False)]
     rows = {m: [m, str(table['n'][m])] for m in methods}
+    timed = any(np.isfinite(h) for h in table['hours'].values())  # the column only when some run has its record
+    for m in methods if timed else []:  # as the paper: '1.176 (1.05×)'
+        hours, ratio = table['hours'][m], table['hours_ratio'][m]
+        text = f'{hours:.3f}' + (f' ({ratio:.2f}×)' if np.isfinite(ratio) else '')
+        rows[m].append(text if np.isfinite(hours) else '—')
     for _, mean, std, digits, lower in columns:
         shown = {m: round(mean[m], digits) for m in methods}
         finite = [v for v in shown.values() if np.isfinite(v)]
@@ -192,17 +225,26 @@ def format_markdown(table):
         for m in methods:
             text = f'{mean[m]:.{digits}f}' + (f' ± {std[m]:.{digits}f}' if std and np.isfinite(std[m]) else '')
             rows[m].append(f'**{text}**' if shown[m] == best else text)
-    head = ['Method', 'Seeds'] + [c[0] for c in columns] + ['t-test']
+    head = ['Method', 'Seeds'] + ['Training time'] * timed + [c[0] for c in columns] + ['t-test']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     lines += ['| ' + ' | '.join(rows[m] + [table['band'][m]]) + ' |' for m in methods]
     ref = f"against '{table['reference']}'" if table['reference'] else '(no reference method: pass --reference)'
+    test = {'student': "Student's", 'welch': "Welch's"}[table['ttest']]
     lines.append('')
-    lines.append('Accuracies in %, mean ± sample standard deviation (ddof=1) over seeds; bold = best. Rank: the '
-                 'mean over accuracy tasks of each method\'s rank by mean (1 = best, ties averaged). Average: the '
-                 'mean over accuracy tasks for each seed, then mean ± std. t-test: Welch\'s (scipy.stats.ttest_ind, '
-                 f'equal_var=False) on the per-seed averages {ref}; a single-run method counts as zero variance '
-                 '(one-sample t-test).')
+    lines.append('Accuracies in %, mean ± sample standard deviation (ddof=1) over seeds; bold = best. Rank: per '
+                 'accuracy task, each method\'s rank by its mean as shown (one decimal; 1 = best, ties share the '
+                 'best rank: 1, 2, 2, 4), averaged over tasks. Average: the mean over accuracy tasks for each seed, '
+                 f'then mean ± std. t-test: {test} (scipy.stats.ttest_ind, equal_var={TTESTS[table["ttest"]]}) on the per-seed '
+                 f'averages {ref}; a single-run method counts as zero variance (one-sample t-test).'
+                 + (time_note(table) if timed else ''))
     return '\n'.join(lines) + '\n'
+
+
+def time_note(table):
+    """The footnote's sentence on the training-time column."""
+    ratio = f", and its ratio to '{BASELINE}'" if np.isfinite(table['hours'].get(BASELINE, float('nan'))) else ''
+    return (' Training time: device-hours (training wall time × processes, summed over resumes), mean over seeds'
+            f"{ratio}; — = no record; on {', '.join(table['devices'])}.")
 
 
 def format_csv(table):
@@ -210,10 +252,12 @@ def format_csv(table):
     import io
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator='\n')
-    w.writerow(['method', 'seeds'] + [f'{t}_{k}' for t in table['tasks'] for k in ('mean', 'std')]
+    w.writerow(['method', 'seeds', 'train_hours', 'train_hours_ratio']
+               + [f'{t}_{k}' for t in table['tasks'] for k in ('mean', 'std')]
                + ['rank', 'average_mean', 'average_std', 'p_value', 'significance'])
     for m in table['methods']:
-        w.writerow([m, table['n'][m]] + [repr(table[k][m][t]) for t in table['tasks'] for k in ('mean', 'std')]
+        w.writerow([m, table['n'][m], repr(table['hours'][m]), repr(table['hours_ratio'][m])]
+                   + [repr(table[k][m][t]) for t in table['tasks'] for k in ('mean', 'std')]
                    + [repr(table[k][m]) for k in ('rank', 'avg_mean', 'avg_std', 'p')] + [table['band'][m]])
     return buf.getvalue()
 
@@ -221,12 +265,14 @@ def format_csv(table):
 # command line
 
 
-def main(paths, table_out='', reference=''):
+def main(paths, table_out='', reference='', ttest='student'):
     """Print the table of the run files at paths as markdown; with table_out, also write it there and as CSV
     beside it. This file's command line and eval.py --table both end here."""
     if not paths:
         die('no run json files given: python tables.py run1.json run2.json ...', 2)
-    table = table_stats([load_run(p) for p in paths], reference)
+    if ttest not in TTESTS:
+        die(f"--ttest expects {' or '.join(TTESTS)}, got {ttest!r}", 2)
+    table = table_stats([load_run(p) for p in paths], reference, ttest)
     md = format_markdown(table)
     print(md, end='')
     if table_out:
@@ -252,4 +298,4 @@ def split_run_files(argv):
 if __name__ == '__main__':
     argv, run_files = split_run_files(sys.argv[1:])
     configure(globals(), argv=argv, keys=CONFIG_KEYS)
-    main(run_files, table_out, reference)
+    main(run_files, table_out, reference, ttest)
