@@ -7,7 +7,7 @@ Run one of the paper's tables: every config of the table over several seeds, the
 Each run is `torchrun --standalone --nproc_per_node=<nproc> train.py config/<name>.py --seed=S
 --out_dir=out/<name>_s<S>`; the configs run lm-eval at the end (eval_tasks='paper') and leave eval.json. Then
 `python tables.py out/<name>_s<S>/eval.json ... --table_out=out/table<N>.md` (table2_<family>.md for Table 2)
-groups them by method into the paper's layout (mean +- std over seeds, average rank, and Welch's t-test of the
+groups them by method into the paper's layout (mean +- std over seeds, average rank, and Student's t-test (the paper's) of the
 per-seed averages against the dispersion row; a row of a single run is compared by a one-sample t-test), printed
 and written with a .csv beside it. A run whose eval.json exists is skipped, so an interrupted sweep can be restarted.
 """
