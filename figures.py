@@ -5,12 +5,19 @@ the run's dict; several: {"runs": [dict, ...]}). Each figure is a function of a 
     plot_heatmaps   Figure 2a, 3a, 5a, S1, S2 (one panel per run) and Figure 7 (baseline and dispersion side by
                     side): per hidden state, a column holding the density of its token cosines.
                     Reads name, step, histograms (per hidden state, 128 densities on [-1, 1]).
-    plot_trend      Figure 2b, 3b, 5b: left, the mean cosine of each hidden state against depth, one line per run;
-                    right, each run's Spearman and Kendall correlation of those means with the layer index (against
-                    the step for a snapshot series, the over-training view of Figure 4).
-                    Reads name, step, mean_cossim, spearman, kendall.
+    plot_trend      Figure 2b, 3b, S1: left, the mean cosine of each hidden state against depth, one line per run;
+                    right, each run's Spearman and Kendall correlation of those means with the layer index: against
+                    model size (n_params, log scale) for a family, against the step for a snapshot series (the
+                    over-training view of Figure 4), else one named slot per run.
+                    Reads name, step, n_params, mean_cossim, spearman, kendall.
+    plot_last_n     the last-n metric: the mean cosine of the last n hidden states (n = 1..5 and L/2), on the
+                    same x axis. Reads name, step, n_params, mean_last_n.
+    plot_pairs      Figure 5b: base models against their distilled models (runs: the bases, then the distilled
+                    in the same order): both correlations against size, and the per-layer curves of each pair.
+                    Reads name, n_params, mean_cossim, spearman, kendall.
 
-    python measure.py --ckpt=out-demo                            # measures, then write_figures: heatmap(s), trend.png
+    python measure.py --ckpt=out-demo                            # measures, then write_figures
+    python measure.py config/measure_distill_qwen2_5.py          # a family in pairs: trend, last_n and pairs.png
     python measure.py --compare=out-base,out-disp --out_dir=fig7  # compare: both figures for runs measured earlier
 
 A new figure is one more plot_* function here, called from write_figures or compare. matplotlib is imported inside
@@ -53,9 +60,36 @@ def plot_heatmaps(runs, path):
     return save_figure(fig, path)
 
 
+def size_axis(runs):
+    """What the correlation panels put on x for these runs: ('step', values) for a snapshot series (steps
+    rising), ('parameters', values) for models of distinct sizes (a family; n_params: every parameter, a tied LM
+    head once), else (None, positions): one slot per run, named."""
+    steps, sizes = [r.get('step') for r in runs], [r.get('n_params') for r in runs]
+    if len(runs) > 1 and None not in steps and all(a < b for a, b in zip(steps, steps[1:])):
+        return 'step', steps
+    if len(runs) > 1 and None not in sizes and len(set(sizes)) == len(sizes):
+        return 'parameters', sizes
+    return None, list(range(len(runs)))
+
+
+def set_x(ax, runs, axis):
+    """Label the x axis of size_axis: a log scale for parameters, each model named at its size; names for slots."""
+    if axis[0] == 'parameters':
+        ax.set_xscale('log')
+        short = lambda n: f'{n / 1e9:.3g}B' if n >= 1e9 else f'{n / 1e6:.3g}M' if n >= 1e6 else f'{n / 1e3:.3g}K'
+        ax.set_xticks(axis[1], [f"{r['name']}\n{short(n)}" for r, n in zip(runs, axis[1])], rotation=30, ha='right',
+                      fontsize=7)
+        ax.minorticks_off()
+    if axis[0] is None:
+        ax.set_xticks(axis[1], [r['name'] for r in runs], rotation=30, ha='right', fontsize=7)
+        ax.set_xlim(-0.5, len(runs) - 0.5)
+    ax.set_xlabel({'step': 'step', 'parameters': 'parameters (all; a tied LM head once)'}.get(axis[0], ''))
+
+
 def plot_trend(runs, path):
-    """Figure 2b: mean cosine per layer fraction, one line per run, and the rank correlations per run: bars, or
-    lines against the step when the runs are one snapshot series (distinct steps). -> the matplotlib Figure."""
+    """Figure 2b / S1 / 3b: left, the mean cosine of each hidden state against depth, one line per run; right,
+    each run's Spearman and Kendall correlation of those means with the layer index, against model size for a
+    family, against the step for a snapshot series (Figure 4's view), else bars. -> the matplotlib Figure."""
     from matplotlib.figure import Figure
     fig = Figure(figsize=(11, 4))
     ax1, ax2 = fig.subplots(1, 2)
@@ -67,21 +101,74 @@ def plot_trend(runs, path):
     ax1.legend(fontsize=7)
     nan = lambda v: np.nan if v is None else v         # undefined correlations (constant means) draw nothing
     rho, tau = [nan(r['spearman']) for r in runs], [nan(r['kendall']) for r in runs]
-    steps = [r['step'] for r in runs]
-    if len(runs) > 1 and None not in steps and len(set(steps)) == len(steps):  # a snapshot series: x = step
-        ax2.plot(steps, rho, marker='o', label='Spearman')
-        ax2.plot(steps, tau, marker='s', label='Kendall')
-        ax2.set_xlabel('step')
+    axis = size_axis(runs)
+    if axis[0] is not None:
+        ax2.plot(axis[1], rho, marker='o', label='Spearman')
+        ax2.plot(axis[1], tau, marker='s', label='Kendall')
     else:
-        x = np.arange(len(runs))
-        ax2.bar(x - 0.2, rho, 0.4, label='Spearman')
-        ax2.bar(x + 0.2, tau, 0.4, label='Kendall')
-        ax2.set_xticks(x, [r['name'] for r in runs], rotation=30, ha='right', fontsize=7)
-        ax2.set_xlim(-1, len(runs))
+        ax2.bar(np.array(axis[1]) - 0.2, rho, 0.4, label='Spearman')
+        ax2.bar(np.array(axis[1]) + 0.2, tau, 0.4, label='Kendall')
+    set_x(ax2, runs, axis)
     ax2.set_ylabel('rank correlation with depth')
-    ax2.set_ylim(-1, 1)
+    ax2.set_ylim(-1.05, 1.05)
     ax2.axhline(0, color='gray', lw=0.5)
     ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def last_n_values(run):
+    """The paper's last-n metric: the mean cosine of the last n hidden states, for n = 1..5 and n = L // 2 + 1
+    ('last L/2', L = number of hidden states). -> {label: value}."""
+    m = run['mean_last_n']
+    return {**{f'last {n}': m[n - 1] for n in range(1, 6) if n <= len(m)}, 'last L/2': m[len(m) // 2]}
+
+
+def plot_last_n(runs, path):
+    """The last-n plot: each run's mean cosine over its last n hidden states (n = 1..5 and L/2), one line per n,
+    on the x axis of plot_trend (model size for a family). -> the matplotlib Figure."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    axis, values = size_axis(runs), [last_n_values(r) for r in runs]
+    for label in [f'last {n}' for n in range(1, 6)] + ['last L/2']:  # a model of < 5 hidden states has no last 5
+        ax.plot(axis[1], [v.get(label, np.nan) for v in values], marker='o', label=label)
+    set_x(ax, runs, axis)
+    ax.set_ylabel('mean cosine similarity of the last n layers')
+    ax.set_ylim(0, 1.05)                               # a mean cosine with the diagonal is >= 0
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_pairs(runs, path):
+    """Figure 5b: runs = base models, then their distilled models in the same order. Left and middle: Spearman
+    and Kendall against the base model's size, base and distilled as two lines, each pair joined by a dotted
+    line; right: per-layer mean cosine, the base solid and its distilled model dashed in one colour.
+    -> the matplotlib Figure."""
+    from matplotlib.figure import Figure
+    half = len(runs) // 2
+    bases, distilled = runs[:half], runs[half:]
+    fig = Figure(figsize=(15, 4))
+    axes = fig.subplots(1, 3)
+    axis = size_axis(bases)
+    for ax, key, title in ((axes[0], 'spearman', 'Spearman'), (axes[1], 'kendall', 'Kendall')):
+        value = lambda r: np.nan if r[key] is None else r[key]
+        ax.plot(axis[1], [value(r) for r in bases], marker='o', label='base')
+        ax.plot(axis[1], [value(r) for r in distilled], marker='s', label='distilled')
+        for x, b, d in zip(axis[1], bases, distilled):
+            ax.plot([x, x], [value(b), value(d)], ':', color='gray')
+        set_x(ax, bases, axis)
+        ax.set_ylabel(f'{title} correlation with depth')
+        ax.set_ylim(-1.05, 1.05)
+        ax.legend(fontsize=7)
+    for i, (b, d) in enumerate(zip(bases, distilled)):
+        for run, style in ((b, '-'), (d, '--')):
+            m = run['mean_cossim']
+            axes[2].plot(np.linspace(0, 1, len(m)), m, style, color=f'C{i}', label=run['name'])
+    axes[2].set_xlabel('layer fraction')
+    axes[2].set_ylabel('mean cosine similarity')
+    axes[2].legend(fontsize=6)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -89,14 +176,18 @@ def plot_trend(runs, path):
 # -----------------------------------------------------------------------------
 # the figures of one measurement (measure.py's write_outputs), and --compare across earlier ones
 
-def write_figures(runs, out_dir):
-    """heatmap.png (one run) or heatmap_<name>.png (each of several) for runs measured with histograms, and
-    trend.png for all of them."""
+def write_figures(runs, out_dir, pairs=False):
+    """heatmap.png (one run) or heatmap_<name>.png (each of several) for runs measured with histograms,
+    trend.png for all of them, last_n.png for several, and pairs.png when they are base/distilled pairs."""
     for r in runs:
         if r['histograms'] is not None:
             name = 'heatmap.png' if len(runs) == 1 else f"heatmap_{safe_name(r['name'])}.png"
             plot_heatmaps([r], os.path.join(out_dir, name))
     plot_trend(runs, os.path.join(out_dir, 'trend.png'))
+    if len(runs) > 1:
+        plot_last_n(runs, os.path.join(out_dir, 'last_n.png'))
+    if pairs:
+        plot_pairs(runs, os.path.join(out_dir, 'pairs.png'))
 
 
 def safe_name(name):

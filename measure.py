@@ -1,11 +1,12 @@
 """
 Embedding condensation: how close in angle the tokens of one text are, layer by layer (the paper's Figures
-2, 3, 4, 5, 7, S1 and S2). Works on train.py checkpoints and on any Hugging Face model.
+2 to 5, 7, S1 and S2), for train.py checkpoints and any Hugging Face causal LM, of any size.
 
-    python measure.py --ckpt=out-demo                                   # windows from the run's own val split
-    python measure.py --ckpt=out-demo --snapshots=True                  # every ckpt_*.pt: over training (Fig 4)
-    python measure.py --init_from=gpt2,gpt2-medium,gpt2-large,gpt2-xl --out_dir=out-measure/gpt2  # Fig 2 / S1
-    python measure.py --init_from=Qwen/Qwen3-0.6B --hf_dataset=imdb     # another text source (Fig S2)
+    python measure.py --ckpt=out-demo                        # windows from the run's own val split
+    python measure.py --ckpt=out-demo --snapshots=True       # every ckpt_*.pt of a run: over training
+    python measure.py config/measure_gpt2.py                 # a model family (Fig 2, S1); config/measure_*.py:
+                                                             # every family, the texts of Fig S2, Figs 3, 4, 5
+    python measure.py --init_from=Qwen/Qwen2.5-72B --device_map=auto --max_memory=0:70GiB,1:70GiB,cpu:200GiB
     python measure.py --compare=out-measure/base,out-measure/disp --out_dir=out-measure/fig7      # Fig 7
 
 The metric is the authors' (KrishnaswamyLab/LM-Dispersion key_observations/compute_embedding_cossim.py, and
@@ -16,14 +17,21 @@ windows (position by position). From the averaged matrix of each layer: its mean
 density on [-1, 1] (the heatmap columns), and across layers the Spearman and Kendall correlation of the
 means with the layer index 0..N (larger = more condensation) and the mean of the last n layers.
 
-Outputs in out_dir: condensation.json (one run: the run's dict; several: {"runs": [dict, ...]}; a run holds
-name, source, step, n_layers, num_samples, seq_len, windows (where they came from, "kind:name"), seed, dtype,
-device, seconds, starts, mean_cossim, spearman, kendall, mean_last_n, histograms), condensation.csv (one row
-per model or step), heatmap.png (one model) or heatmap_<name>.png (several), and trend.png. --compare writes
-compare.png and compare_trend.png. The figures are drawn by figures.py, from these run dicts alone.
+Models past one device: --device_map=auto hands the weights to accelerate's big-model inference (GPUs, then CPU
+memory, then disk, within --max_memory); the hidden states come back to one device, where the metric is
+computed in float32, a batch at a time, so memory does not grow with num_samples.
+
+Outputs in out_dir: condensation.json (one run: its dict; several: {"runs": [dict, ...]}; a run holds name,
+source, step, modified, n_params, n_layers, num_samples, seq_len, windows ("kind:name"), seed, dtype, device,
+seconds, starts, mean_cossim, spearman, kendall, mean_last_n, histograms) and condensation.csv, both rewritten
+after each model; a model measured there before with the same settings is kept, so an interrupted family run
+resumes where it stopped. figures.py draws, from these dicts alone, heatmap.png (or heatmap_<name>.png each),
+trend.png, for several models last_n.png, and with --pairs pairs.png; --compare: compare(_trend).png.
 """
 
 import csv
+import fnmatch
+import gc
 import io
 import json
 import os
@@ -44,9 +52,11 @@ from data import dataset_dir, get_tokenizer, load_tokens
 
 # -----------------------------------------------------------------------------
 # defaults (override with a config file or --key=value)
-ckpt: str | list = ''       # train.py out_dir(s) or .pt file(s), comma-separated for several (Fig 3, 5)
-snapshots = False           # with --ckpt=<dir>: every ckpt_*.pt in it plus ckpt.pt, one row per step (Fig 4)
-init_from: str | list = ''  # HF hub id(s) or HF dir(s), comma-separated; 'id@revision' picks a hub revision
+ckpt: str | list = ''       # train.py out_dir(s) or .pt file(s), comma-separated for several (Fig 3)
+snapshots = False           # with --ckpt=<dir>: every ckpt_*.pt in it plus ckpt.pt, one row per step
+init_from: str | list = ''  # HF hub id(s) or HF dir(s), comma-separated; 'id@rev' picks a hub revision, and
+                            # 'id@stage1-*' every branch the pattern matches, in training order (Fig 4)
+pairs = False               # init_from holds base models, then their distilled models in the same order (Fig 5)
 dataset = ''                # windows from data/<name>/val.bin (or a path); default: the checkpoint's own dataset
 text_file = ''              # windows from a text file, one row per line, sampled like the authors' recipe
 hf_dataset = ''             # wikitext | pubmed_qa | imdb | squad (Fig S2); the default for --init_from: wikitext
@@ -57,9 +67,14 @@ min_words = 1024            # text sources: rows are appended until this many wo
 histograms = True           # False: means and correlations only, never a T x T matrix (long contexts)
 device = 'auto'             # 'auto' = cuda when available, else cpu
 dtype = 'float32'           # float32 | bfloat16 (the model's weights; metrics are always computed in float32)
+device_map = ''             # '' = the whole model on `device`; 'auto' = over every GPU, then CPU, then disk
+max_memory = ''             # with device_map: the budget per device, e.g. '0:70GiB,1:70GiB,cpu:200GiB'
+offload_folder = ''         # with device_map: where the weights go that fit in no memory (disk offload)
+trust_remote_code = False   # run a hub model's own modeling code (Qwen1 needs it): read that code first
 seed = 0                    # window offsets; text sources use seeds seed..seed+num_samples-1, as the authors
 out_dir = 'out-measure'
 compare: str | list = ''    # condensation.json files or out_dirs, comma-separated: side-by-side figure, no measuring
+dry_run = False             # print the resolved config, the models and out_dir, then exit: nothing is read or written
 # -----------------------------------------------------------------------------
 CONFIG_KEYS = config_keys(globals())  # the names above; main() configures them (train.py imports this file)
 
@@ -247,16 +262,17 @@ def make_windows(source, encode, vocab_size, num_samples, seq_len, seed, min_wor
 
 
 # -----------------------------------------------------------------------------
-# models: our checkpoints, our GPT/Qwen3 for those hub models, transformers.AutoModel for the rest.
-# Each loader returns dict(model, hidden_states, step, max_len, vocab_size, encode, default_source), where
-# hidden_states(idx [B, T]) -> the n_layer + 1 hidden states and max_len is None when there is no position limit.
+# models: our checkpoints, our GPT/Qwen3 for those hub models, transformers for the rest.
+# Each loader returns dict(model, hidden_states, step, n_params, max_len, vocab_size, encode, default_source),
+# where hidden_states(idx [B, T]) -> the n_layer + 1 hidden states and max_len is None when there is no limit.
+# n_params counts every parameter, a tied LM head once.
 
 def load_train_checkpoint(path):
     """A train.py out_dir (its ckpt.pt) or .pt file."""
     m, ck = load_checkpoint(path, device='cpu')
     tokenizer = lru_cache(maxsize=1)(lambda: get_tokenizer(ck['data_meta']['tokenizer']))  # only text needs it
-    return dict(model=m, hidden_states=m.hidden_states, step=int(ck['step']), max_len=m.max_seq_len,
-                vocab_size=m.config.vocab_size, encode=lambda text: tokenizer().encode(text),
+    return dict(model=m, hidden_states=m.hidden_states, step=int(ck['step']), n_params=m.num_params(),
+                max_len=m.max_seq_len, vocab_size=m.config.vocab_size, encode=lambda text: tokenizer().encode(text),
                 default_source=('dataset', (ck.get('config') or {}).get('dataset', '')))
 
 
@@ -273,33 +289,71 @@ def hf_model_type(name, revision=None):
         return json.load(f).get('model_type')
 
 
-def load_hf_model(name, torch_dtype=torch.float32):
-    """A hub id or HF dir. gpt2 / qwen3 go through our model.py (the code our checkpoints run); any other
-    architecture (Bloom, OLMo, older Qwen, ...) through transformers.AutoModel, since the metric only needs hidden
-    states; those load straight in torch_dtype (a 32B model in bf16 needs 64 GB, not 128). 'id@revision' loads a
-    hub revision (e.g. the OLMo stages of Fig 4)."""
-    revision = None
-    if '@' in name and not os.path.exists(name):
-        name, revision = name.split('@', 1)
-    if hf_model_type(name, revision) in ('gpt2', 'qwen3') and revision is None:
+def load_hf_model(name, torch_dtype=torch.float32, trust_remote_code=False, **placement):
+    """A hub id ('id@revision' for a hub revision) or HF dir. gpt2 / qwen3 on one device go through our model.py
+    (the code our checkpoints run); anything else through AutoModelForCausalLM, loaded straight in torch_dtype (a
+    32B model in bf16 needs 64 GB, not 128) and placed by accelerate when placement holds device_map, max_memory,
+    offload_folder. Its base model (no LM head, whose logits would be B x T x vocab floats) gives the states."""
+    name, _, revision = name.partition('@') if not os.path.exists(name) else (name, '', '')
+    revision = revision or None
+    if hf_model_type(name, revision) in ('gpt2', 'qwen3') and revision is None and not placement:
         m = from_pretrained(name)
-        hidden_states, max_len, vocab_size = m.hidden_states, m.max_seq_len, m.config.vocab_size
+        hidden_states, max_len, vocab_size, n_params = m.hidden_states, m.max_seq_len, m.config.vocab_size, \
+            m.num_params()
     else:
-        from transformers import AutoConfig, AutoModel
-        cfg = AutoConfig.from_pretrained(name, revision=revision)  # unknown model types fail here
-        m = AutoModel.from_pretrained(name, revision=revision, dtype=torch_dtype)
-        hidden_states = lambda idx: m(input_ids=idx, output_hidden_states=True).hidden_states
+        from transformers import AutoModelForCausalLM
+        try:
+            m = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=torch_dtype,
+                                                     trust_remote_code=trust_remote_code, **placement)
+        except ValueError as e:  # transformers names its argument; ours is a flag
+            if 'trust_remote_code' in str(e) and not trust_remote_code:
+                raise ValueError("it runs its own modeling code (config.json's auto_map): read that code, then "
+                                 "pass --trust_remote_code=True") from e
+            raise
+        base, cfg, head = m.base_model, m.config, m.get_output_embeddings()
+        hidden_states = lambda idx: [h.to(idx.device) for h in  # back on one device, wherever accelerate put them
+                                     base(input_ids=idx, output_hidden_states=True, use_cache=False).hidden_states]
         # ALiBi models (Bloom) have no position table, hence no limit to check
         max_len = getattr(cfg, 'max_position_embeddings', None) or getattr(cfg, 'n_positions', None)
         vocab_size = cfg.vocab_size
+        untied = head is not None and not getattr(cfg, 'tie_word_embeddings', False)  # disk offload unties on meta
+        n_params = sum(p.numel() for p in base.parameters()) + (head.weight.numel() if untied else 0)
 
     @lru_cache(maxsize=1)
     def tokenizer():  # loaded on first use: only text sources need it
         from transformers import AutoTokenizer
-        return AutoTokenizer.from_pretrained(name, revision=revision)
+        return AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
     # the authors call tokenizer(text) with its defaults, so special tokens (e.g. a BOS) are kept
-    return dict(model=m.eval(), hidden_states=hidden_states, step=None, max_len=max_len, vocab_size=vocab_size,
-                encode=lambda text: tokenizer()(text)['input_ids'], default_source=('hf_dataset', 'wikitext'))
+    return dict(model=m.eval(), hidden_states=hidden_states, step=None, n_params=n_params, max_len=max_len,
+                vocab_size=vocab_size, encode=lambda text: tokenizer()(text)['input_ids'],
+                default_source=('hf_dataset', 'wikitext'))
+
+
+def revision_order(branch):
+    """Training order of a hub branch: (stage, training tokens, step, name), each number where the name says it:
+    'stage1-step10000-tokens42B' (OLMo 2) -> (1, 42e9, 10000, ...). OLMo 3's branches name no tokens
+    ('stage1-step1413814'); within a stage, the step orders them as the tokens would. Missing numbers sort last."""
+    number = lambda pattern: float(m.group(1)) if (m := re.search(pattern, branch)) else float('inf')
+    unit = re.search(r'tokens\d+(?:\.\d+)?([KMBT]?)', branch)
+    tokens = number(r'tokens(\d+(?:\.\d+)?)') * {'K': 1e3, 'M': 1e6, 'B': 1e9, 'T': 1e12}.get(unit and unit[1], 1)
+    return number(r'stage(\d+)'), tokens, number(r'step(\d+)'), branch
+
+
+def hub_revisions(name):
+    """'id@pattern' with a glob pattern (*, ?, [...]) -> ['id@branch', ...]: the repository's branches that match
+    (huggingface_hub.list_repo_refs), in training order; any other name -> [name]."""
+    repo, _, pattern = name.partition('@')
+    if not any(c in pattern for c in '*?[') or os.path.exists(name):
+        return [name]
+    from huggingface_hub import list_repo_refs
+    try:
+        branches = [b.name for b in list_repo_refs(repo).branches]
+    except Exception as e:
+        raise ValueError(f"cannot list the revisions of '{repo}' on the hub (offline?): {one_line(e)}") from e
+    found = sorted((b for b in branches if fnmatch.fnmatchcase(b, pattern)), key=revision_order)
+    if not found:
+        raise ValueError(f"no revision of '{repo}' matches '{pattern}' (it has {len(branches)} branches)")
+    return [f"{repo}@{b}" for b in found]
 
 
 # -----------------------------------------------------------------------------
@@ -307,14 +361,15 @@ def load_hf_model(name, torch_dtype=torch.float32):
 
 def csv_row(run):
     m = run['mean_cossim']
-    return dict(name=run['name'], step=run['step'], n_layers=run['n_layers'], num_samples=run['num_samples'],
-                seq_len=run['seq_len'], spearman=run['spearman'], kendall=run['kendall'], mean_first=m[0],
-                mean_last_1=m[-1], mean_last_half=run['mean_last_n'][len(m) // 2], mean_all=run['mean_last_n'][-1])
+    return dict(name=run['name'], step=run['step'], n_params=run.get('n_params'), n_layers=run['n_layers'],
+                num_samples=run['num_samples'], seq_len=run['seq_len'], spearman=run['spearman'],
+                kendall=run['kendall'], mean_first=m[0], mean_last_1=m[-1],
+                mean_last_half=run['mean_last_n'][len(m) // 2], mean_all=run['mean_last_n'][-1])
 
 
-def write_outputs(runs, out_dir):
-    """condensation.json, condensation.csv, then the figures: a heatmap per run measured with histograms, and
-    trend.png (figures.write_figures)."""
+def write_outputs(runs, out_dir, draw=True, pairs=False):
+    """condensation.json and condensation.csv (after every model: an interrupted run keeps what it measured), then
+    with draw the figures: figures.write_figures."""
     os.makedirs(out_dir, exist_ok=True)
     atomic_write(os.path.join(out_dir, 'condensation.json'),
                  json.dumps(runs[0] if len(runs) == 1 else {'runs': runs}, indent=1))
@@ -324,7 +379,23 @@ def write_outputs(runs, out_dir):
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(os.path.join(out_dir, 'condensation.csv'), table.getvalue())
-    figures.write_figures(runs, out_dir)
+    if draw:
+        figures.write_figures(runs, out_dir, pairs=pairs)
+
+
+def settings(run):
+    """What makes two runs one measurement: the model (its step; for a local one, when its weights last changed),
+    the windows, the precision, the histograms."""
+    keys = ('source', 'step', 'modified', 'windows', 'num_samples', 'seq_len', 'seed', 'dtype')
+    return tuple(run.get(k) for k in keys) + (run.get('histograms') is not None,)
+
+
+def modified(path):
+    """The newest modification time of a local model's weights (a .pt file, or the .pt, .safetensors and .bin
+    files of a folder); None for a hub id, whose revision names its weights."""
+    files = [os.path.join(path, f) for f in os.listdir(path)] if os.path.isdir(path) else [path]
+    times = [os.path.getmtime(f) for f in files if f.endswith(('.pt', '.safetensors', '.bin')) and os.path.isfile(f)]
+    return max(times, default=None)
 
 
 # -----------------------------------------------------------------------------
@@ -349,7 +420,7 @@ def snapshot_paths(out):
 
 
 def main():
-    configure(globals(), keys=CONFIG_KEYS)
+    config = configure(globals(), keys=CONFIG_KEYS)
     if as_list(compare):  # no measuring: figures of runs measured earlier, side by side
         try:
             runs = figures.compare(as_list(compare), out_dir)
@@ -357,25 +428,6 @@ def main():
             die(one_line(e))
         print(f"wrote {os.path.join(out_dir, 'compare.png')} and compare_trend.png ({len(runs)} runs)")
         return
-
-    # what to measure: (kind, path or id, display name); local paths are named by their last component
-    # (out-gpt2-disp, ckpt_000100.pt), unless two would share a name
-    short = lambda p: os.path.basename(os.path.normpath(p)) if os.path.exists(p) else p
-    given = [('ckpt', c) for c in as_list(ckpt)] + [('hf', name) for name in as_list(init_from)]
-    names = [short(p) for _, p in given]
-    if len(set(names)) < len(names):
-        names = [p for _, p in given]
-    subjects = []
-    for (kind, path), name in zip(given, names):
-        if kind == 'ckpt' and snapshots:
-            try:
-                subjects += [('ckpt', p, name) for p in snapshot_paths(path)]
-            except (OSError, ValueError) as e:
-                die(one_line(e))
-        else:
-            subjects.append((kind, path, name))
-    if not subjects:
-        die("nothing to measure: give --ckpt, --init_from or --compare")
     sources = [(k, v) for k, v in (('dataset', dataset), ('text_file', text_file), ('hf_dataset', hf_dataset)) if v]
     if len(sources) > 1:
         die("give at most one of --dataset, --text_file, --hf_dataset")
@@ -385,23 +437,66 @@ def main():
         die("num_samples and batch_size must be >= 1 and seq_len >= 2")
     if dtype not in ('float32', 'bfloat16'):
         die(f"dtype must be float32 or bfloat16, got '{dtype}'")
+    if device_map not in ('', 'auto', 'balanced', 'balanced_low_0', 'sequential'):
+        die(f"device_map must be '' or auto (or balanced, balanced_low_0, sequential), got '{device_map}'")
+    budget = dict(item.partition(':')[::2] for item in as_list(max_memory))  # accelerate checks the sizes
+    if '' in budget.values():
+        die(f"--max_memory wants device:size items, e.g. 0:70GiB,1:70GiB,cpu:200GiB; got '{max_memory}'")
+    if (budget or offload_folder) and not device_map:
+        die("--max_memory and --offload_folder place the weights of --device_map=auto; add it")
+    placement = dict(device_map=device_map, max_memory={int(d) if d.isdigit() else d: size
+                                                        for d, size in budget.items()} or None,
+                     offload_folder=offload_folder or None) if device_map else {}
+
+    # what to measure: (kind, path or id, display name); local paths are named by their last component
+    # (out-gpt2-disp, ckpt_000100.pt), unless two would share a name. A dry run expands nothing (no hub, no disk).
+    try:
+        given = [('ckpt', c) for c in as_list(ckpt)] + \
+                [('hf', n) for name in as_list(init_from) for n in ([name] if dry_run else hub_revisions(name))]
+        short = lambda p: os.path.basename(os.path.normpath(p)) if os.path.exists(p) else p
+        names = [short(p) for _, p in given]
+        subjects = []
+        for (kind, path), name in zip(given, names if len(set(names)) == len(names) else [p for _, p in given]):
+            many = kind == 'ckpt' and snapshots and not dry_run
+            subjects += [(kind, p, name) for p in (snapshot_paths(path) if many else [path])]
+    except (OSError, ValueError) as e:
+        die(one_line(e))
+    if not subjects:
+        die("nothing to measure: give --ckpt, --init_from or --compare")
+    if pairs and (len(subjects) % 2 or snapshots):
+        die(f"--pairs=True takes base models, then as many distilled ones, in that order; got {len(subjects)}")
+    if dry_run:
+        print(json.dumps(dict(config=config, models=[name for _, _, name in subjects], out_dir=out_dir), indent=1))
+        return
     dev = ('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device
     ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16}[dtype]
+    try:  # what this out_dir measured before, by settings
+        before = figures.load_runs(out_dir) if os.path.isfile(os.path.join(out_dir, 'condensation.json')) else []
+        before = {settings(r): r for r in before}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        die(f"cannot read what {out_dir} measured before: {one_line(e)} (move its condensation.json away)")
 
-    runs, steps_seen = [], set()
+    runs = []
     for kind, path, name in subjects:
-        try:
-            loaded = load_train_checkpoint(path) if kind == 'ckpt' else load_hf_model(path, ptdtype)
+        try:  # a train.py checkpoint is loaded to learn its step; a hub model only when it is measured
+            loaded = load_train_checkpoint(path) if kind == 'ckpt' else None
+            source = sources[0] if sources else loaded['default_source'] if loaded else ('hf_dataset', 'wikitext')
+            asked = dict(source=path, step=loaded and loaded['step'], modified=modified(path), seed=seed, dtype=dtype,
+                         windows=f"{source[0]}:{source[1]}", num_samples=num_samples, seq_len=seq_len,
+                         histograms=[] if histograms else None)
+            if snapshots and kind == 'ckpt':
+                name = f"{name} step {loaded['step']}"
+                if any(r['name'] == name for r in runs):
+                    continue  # ckpt.pt is the same step as the last snapshot
+            if settings(asked) in before:
+                runs.append(before[settings(asked)])
+                print(f"kept {name}: measured before in {out_dir}")
+                continue
+            loaded = loaded or load_hf_model(path, ptdtype, trust_remote_code, **placement)
         except Exception as e:  # missing files, unknown architectures, bad checkpoints: one line each
             die(f"cannot load {'checkpoint' if kind == 'ckpt' else 'model'} '{path}': {one_line(e)}")
-        if snapshots and kind == 'ckpt':
-            if (name, loaded['step']) in steps_seen:
-                continue  # ckpt.pt is the same step as the last snapshot
-            steps_seen.add((name, loaded['step']))
-            name = f"{name} step {loaded['step']}"
         if loaded['max_len'] is not None and seq_len > loaded['max_len']:
             die(f"seq_len={seq_len} is beyond the context of '{path}' ({loaded['max_len']} tokens)")
-        source = sources[0] if sources else loaded['default_source']
         if not source[1]:
             die(f"no windows for '{path}': give --dataset, --text_file or --hf_dataset")
         try:
@@ -409,16 +504,22 @@ def main():
                                            seed, min_words)
         except Exception as e:  # missing data, offline hub, too-short text
             die(f"cannot make windows from {source[0]} '{source[1]}': {one_line(e)}")
-        loaded['model'].to(device=dev, dtype=ptdtype)
-        print(f"measuring {name}: {len(windows)} windows x {seq_len} tokens from {source[0]} '{source[1]}' on {dev}")
-        run = measure_run(loaded['hidden_states'], windows, starts, batch_size, dev, keep_matrices=histograms,
-                          name=name, source=path, step=loaded['step'], windows=f"{source[0]}:{source[1]}",
-                          seed=seed, dtype=dtype)
-        runs.append(run)
-        del loaded  # free the model before loading the next one
-        print(f"  {run['seconds']:.1f}s | spearman {run['spearman']} | kendall {run['kendall']} | "
-              f"mean_last_1 {run['mean_cossim'][-1]:.4f}")
-    write_outputs(runs, out_dir)
+        placed = getattr(loaded['model'], 'hf_device_map', None)  # set when accelerate placed the weights
+        if placed is None:
+            loaded['model'].to(device=dev, dtype=ptdtype)
+        where = dev if placed is None else f"{dev}, weights on {'+'.join(sorted(set(map(str, placed.values()))))}"
+        print(f"measuring {name}: {len(windows)} windows x {seq_len} tokens from {source[0]} '{source[1]}' on {where}")
+        runs.append(measure_run(loaded['hidden_states'], windows, starts, batch_size, dev, keep_matrices=histograms,
+                                name=name, source=path, step=loaded['step'], modified=asked['modified'],
+                                n_params=loaded['n_params'], windows=asked['windows'], seed=seed, dtype=dtype))
+        runs[-1]['device'] = where
+        write_outputs(runs, out_dir, draw=False)
+        del loaded  # free the model before the next one, whose device_map accelerate sizes by the free memory
+        gc.collect()
+        torch.cuda.empty_cache()
+        print(f"  {runs[-1]['seconds']:.1f}s | spearman {runs[-1]['spearman']} | kendall {runs[-1]['kendall']} | "
+              f"mean_last_1 {runs[-1]['mean_cossim'][-1]:.4f}")
+    write_outputs(runs, out_dir, pairs=pairs)
     print(f"wrote {os.path.join(out_dir, 'condensation.json')} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
 
 

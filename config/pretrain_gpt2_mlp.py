@@ -6,7 +6,7 @@
 # cosine after a 20% warmup, wd 0.1, clip 1.0, bf16.
 #   python data/fineweb_edu/prepare.py       # once, GPT-2 tokenizer
 #   torchrun --standalone --nproc_per_node=8 train.py config/pretrain_gpt2_mlp1024.py
-#   python measure.py --ckpt=out/pretrain_gpt2_mlp64,out/pretrain_gpt2_mlp256,...   # the trend
+#   python measure.py config/measure_pretrain_gpt2_mlp.py   # the trend, with the official toy-study recipe
 init_from = 'scratch'
 out_dir = 'out/pretrain_gpt2_mlp'  # run as is: the standard width 4 * 768 = 3072, for reference
 arch = 'gpt'

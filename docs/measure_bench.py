@@ -6,6 +6,8 @@ Results and the exact commands are in docs/measure_bench.md.
     pip install --no-deps embedding-condensation     # --no-deps keeps your torch; see measure_bench.md
     python docs/measure_bench.py                      # random 12 x 768 GPT-2, 100 windows x 512 tokens, CPU
     python docs/measure_bench.py --n_layer=6 --n_embd=384 --device=cuda
+    git archive <commit> | tar -x -C /tmp/before      # an older measure.py, timed in the same run:
+    python docs/measure_bench.py --n_embd=384 --num_samples=48 --baseline=/tmp/before/measure.py --repeats=2
 
 The package is fed the windows through `texts=` and a stand-in tokenizer that returns, for text "i", window i
 (the package only ever calls tokenizer(text, return_tensors='pt', truncation=True, max_length=...)), so both
@@ -15,6 +17,7 @@ would run it (our model.py, heatmap and trend PNGs included).
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +39,8 @@ device = 'cpu'
 seed = 0
 workdir = ''          # where the model, tokens and outputs go; default: a new temporary directory
 sides = 'both'        # 'measure': time measure.py alone (prepare and run it; no comparison)
+baseline = ''         # another measure.py (e.g. an older commit's), timed beside this one on the same windows
+repeats = 1           # runs of each side, in turn (ours, baseline, package, ours, ...); the fastest is reported
 role = 'main'         # 'package': internal, the child process that runs the package
 # -----------------------------------------------------------------------------
 CONFIG_KEYS = config_keys(globals())  # the names above are the keys; configured when run as a script
@@ -102,48 +107,69 @@ def main(workdir):
     windows, starts = measure.token_windows(tokens, num_samples, seq_len, seed)  # what measure.py will draw
     np.save(os.path.join(workdir, 'windows.npy'), windows)
 
-    ours_dir = os.path.join(workdir, 'ours')
-    cmd_ours = [sys.executable, os.path.join(ROOT, 'measure.py'), f'--init_from={model_dir}', f'--dataset={data_dir}',
+    def measure_cmd(script, out):  # the same windows, the same settings, whichever measure.py
+        return [sys.executable, script, f'--init_from={model_dir}', f'--dataset={data_dir}',
                 f'--num_samples={num_samples}', f'--seq_len={seq_len}', f'--batch_size={batch_size}',
-                f'--device={device}', f'--seed={seed}', f'--out_dir={ours_dir}']
-    cmd_pkg = [sys.executable, os.path.abspath(__file__), '--role=package', f'--workdir={workdir}',
-               f'--seq_len={seq_len}', f'--device={device}']
-    print('$', ' '.join(cmd_ours))
-    wall_ours, rss_ours = child(cmd_ours)
-    if sides == 'measure':
-        with open(os.path.join(ours_dir, 'condensation.json')) as f:
-            seconds = json.load(f)['seconds']
-        print(json.dumps(dict(measure_py=dict(wall_s=round(wall_ours, 2), seconds_in_call=seconds,
-                                              peak_rss_mib=round(rss_ours)), cpus=os.cpu_count())))
-        return
-    print('$', ' '.join(cmd_pkg))
-    wall_pkg, rss_pkg = child(cmd_pkg)
-
+                f'--device={device}', f'--seed={seed}', f'--out_dir={out}']
+    ours_dir, base_dir = os.path.join(workdir, 'ours'), os.path.join(workdir, 'baseline')
+    cmds = {'measure_py': measure_cmd(os.path.join(ROOT, 'measure.py'), ours_dir)}
+    if baseline:
+        cmds['baseline'] = measure_cmd(os.path.abspath(baseline), base_dir)
+    if sides != 'measure':
+        cmds['package'] = [sys.executable, os.path.abspath(__file__), '--role=package', f'--workdir={workdir}',
+                           f'--seq_len={seq_len}', f'--device={device}']
+    results = {'measure_py': (os.path.join(ours_dir, 'condensation.json'), 'seconds'),
+               'baseline': (os.path.join(base_dir, 'condensation.json'), 'seconds'),
+               'package': (os.path.join(workdir, 'package.json'), 'seconds_in_call')}
+    load_before = os.getloadavg()
+    timings = {side: [] for side in cmds}
+    for _ in range(repeats):  # in turn, so that a change in the machine's load hits every side alike
+        for side, cmd in cmds.items():
+            path, key = results[side]
+            if side != 'package':  # measure.py keeps what its out_dir measured before: every run starts afresh
+                shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+            print('$', ' '.join(cmd))
+            wall, rss = child(cmd)
+            with open(path) as f:
+                in_call = json.load(f)[key]
+            timings[side].append(dict(wall_s=round(wall, 2), seconds_in_call=round(in_call, 2), peak_rss_mib=round(rss)))
+    best = {side: min(runs, key=lambda r: r['wall_s']) for side, runs in timings.items()}
+    setting = dict(n_layer=n_layer, n_embd=n_embd, num_samples=num_samples, seq_len=seq_len, batch_size=batch_size,
+                   device=device, torch=torch.__version__, cpus=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                   omp_num_threads=os.environ.get('OMP_NUM_THREADS'), repeats=repeats,
+                   loadavg_before=load_before, loadavg_after=os.getloadavg())
     with open(os.path.join(ours_dir, 'condensation.json')) as f:
         ours = json.load(f)
+    assert ours['starts'] == starts, "measure.py drew other windows than the package was given"
+    ratio = lambda a, b, key: round(best[a][key] / best[b][key], 2)
+    report = dict(setting=setting, **best, all_runs=timings)
+    if baseline:
+        with open(os.path.join(base_dir, 'condensation.json')) as f:
+            before = json.load(f)
+        report.update(baseline_path=os.path.abspath(baseline),
+                      max_abs_diff_baseline=float(np.abs(np.subtract(ours['mean_cossim'], before['mean_cossim'])).max()))
+    if sides == 'measure':
+        print(json.dumps({k: v for k, v in report.items() if k != 'all_runs'}, indent=1))
+        return
     with open(os.path.join(workdir, 'package.json')) as f:
         pkg = json.load(f)
-    assert ours['starts'] == starts, "measure.py drew other windows than the package was given"
     diff = np.abs(np.array(ours['mean_cossim']) - np.array(pkg['mean_cossim']))
     hist_diff = np.abs(np.array(ours['histograms']) - np.array(pkg['histograms']))
     entries_moved = hist_diff.sum(axis=1) * (2 / 128) * seq_len ** 2 / 2  # entries that changed bin, per layer
     rho, tau = measure.rank_correlations(pkg['mean_cossim'])
-    report = dict(
-        setting=dict(n_layer=n_layer, n_embd=n_embd, num_samples=num_samples, seq_len=seq_len,
-                     batch_size=batch_size, device=device, torch=torch.__version__, cpus=os.cpu_count(),
-                     torch_threads=torch.get_num_threads(), loadavg_after=os.getloadavg()),
-        measure_py=dict(wall_s=round(wall_ours, 2), seconds_in_call=ours['seconds'], peak_rss_mib=round(rss_ours)),
-        package=dict(wall_s=round(wall_pkg, 2), seconds_in_call=round(pkg['seconds_in_call'], 2),
-                     peak_rss_mib=round(rss_pkg)),
-        speedup_wall=round(wall_pkg / wall_ours, 2), speedup_in_call=round(pkg['seconds_in_call'] / ours['seconds'], 2),
-        memory_ratio=round(rss_pkg / rss_ours, 2),
+    report.update(
+        speedup_wall=ratio('package', 'measure_py', 'wall_s'),
+        speedup_in_call=ratio('package', 'measure_py', 'seconds_in_call'),
+        memory_ratio=ratio('package', 'measure_py', 'peak_rss_mib'),
+        **(dict(speedup_wall_baseline=ratio('package', 'baseline', 'wall_s'),
+                speedup_in_call_baseline=ratio('package', 'baseline', 'seconds_in_call')) if baseline else {}),
         max_abs_diff_mean_cossim=float(diff.max()), per_layer_abs_diff=diff.tolist(),
         max_abs_diff_hist_density=float(hist_diff.max()), max_entries_moved_bin=float(entries_moved.max()),
         spearman=dict(ours=ours['spearman'], package=rho), kendall=dict(ours=ours['kendall'], package=tau),
         mean_cossim=dict(ours=ours['mean_cossim'], package=pkg['mean_cossim']))
     with open(os.path.join(workdir, 'bench.json'), 'w') as f:
         json.dump(report, f, indent=1)
-    print(json.dumps({k: v for k, v in report.items() if k != 'mean_cossim'}, indent=1))
+    print(json.dumps({k: v for k, v in report.items() if k not in ('mean_cossim', 'per_layer_abs_diff')}, indent=1))
 
 
 if __name__ == '__main__':

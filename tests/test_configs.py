@@ -1,4 +1,5 @@
-"""Every experiment config resolves with dry_run=True, offline, in seconds, and derives what the paper states.
+"""Every experiment config resolves with dry_run=True, offline, in seconds, and derives what the paper states:
+train.py configs through train.py, measure.py configs (config/measure_*.py) through measure.py.
 
 python -m pytest -q tests/test_configs.py
 """
@@ -11,7 +12,9 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'config', '*.py')))
+ALL_CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'config', '*.py')))
+MEASURE_CONFIGS = [p for p in ALL_CONFIGS if os.path.basename(p).startswith('measure_')]
+CONFIGS = [p for p in ALL_CONFIGS if p not in MEASURE_CONFIGS]  # train.py's
 
 
 def resolve(path, *overrides, capsys):
@@ -26,6 +29,17 @@ def resolve(path, *overrides, capsys):
     out = capsys.readouterr().out
     assert e.value.code == 0, out
     return json.loads(out[out.index('{'):])
+
+
+def resolve_measure(path, *overrides, capsys):
+    """measure.py with dry_run=True on one config, in this process: -> {config, models, out_dir}, as printed."""
+    argv = sys.argv
+    sys.argv = ['measure.py', path, '--dry_run=True', *overrides]
+    try:
+        runpy.run_path(os.path.join(ROOT, 'measure.py'), run_name='__main__')  # returns: no SystemExit
+    finally:
+        sys.argv = argv
+    return json.loads(capsys.readouterr().out)
 
 
 def test_there_is_a_config_for_every_experiment():
@@ -69,7 +83,7 @@ def test_config_resolves_offline_in_at_most_two_files(path, capsys):
 
 
 def test_no_config_cites_a_document_outside_the_repository():
-    for path in CONFIGS:
+    for path in ALL_CONFIGS:
         with open(path) as f:
             assert 'REFERENCE.md' not in f.read(), path
 
@@ -87,3 +101,63 @@ def test_derived_values_match_the_official_runs(capsys):
     assert n['noisy_embedding_alpha'] == 5.0 and n['reg'] == 'none'
     t = resolve(os.path.join(ROOT, 'config', 'midtrain_gpt2_disp_tau0p5.py'), '--seed=3', capsys=capsys)
     assert t['reg_tau'] == 0.5 and t['reg_coeff'] == 0.1 and t['seed'] == 3
+
+
+# -----------------------------------------------------------------------------
+# measure.py's configs: one command per observation figure, with the official hub ids
+
+QWEN2_5 = [f'Qwen/Qwen2.5-{s}' for s in ('0.5B', '1.5B', '3B', '7B', '14B', '32B', '72B')]
+FAMILIES = {  # the lists of the official README (github.com/KrishnaswamyLab/LM-Dispersion)
+    'measure_gpt2': ['gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'],
+    'measure_qwen1': [f'Qwen/Qwen-{s}' for s in ('1_8B', '7B', '14B', '72B')],
+    'measure_qwen2_5': QWEN2_5,
+    'measure_qwen3': [f'Qwen/Qwen3-{s}' for s in ('0.6B', '1.7B', '4B', '8B', '14B', '32B')],
+    'measure_bloom': [f'bigscience/bloom-{s}' for s in ('560m', '1b1', '1b7', '3b', '7b1')],
+    'measure_distill_qwen2_5': ['Qwen/Qwen2.5-Math-1.5B', 'Qwen/Qwen2.5-Math-7B', 'Qwen/Qwen2.5-14B', 'Qwen/Qwen2.5-32B']
+    + [f'deepseek-ai/DeepSeek-R1-Distill-Qwen-{s}' for s in ('1.5B', '7B', '14B', '32B')],
+}
+
+
+@pytest.mark.parametrize('path', MEASURE_CONFIGS, ids=lambda p: os.path.basename(p))
+def test_measure_config_resolves_offline_with_the_official_recipe(path, capsys):
+    """Each resolves offline without reading or writing anything, measures into out-measure/<its name>, with the
+    authors' recipe: 100 windows of wikitext-103 (or a Figure S2 text source), float32; a base and the file."""
+    name = os.path.basename(path)[:-3]
+    r = resolve_measure(path, capsys=capsys)
+    config = r['config']
+    assert r['out_dir'] == config['out_dir'] == 'out-measure/' + name[len('measure_'):]
+    assert config['num_samples'] == 100 and config['dtype'] == 'float32' and config['dry_run'] is True
+    assert config['seq_len'] == (1024 if name == 'measure_pretrain_gpt2_mlp' else 512)
+    assert config['hf_dataset'] in ('wikitext', 'pubmed_qa', 'imdb', 'squad')
+    assert config['trust_remote_code'] is False  # opt-in on the command line only, never in a config
+    assert r['models'] and len(set(r['models'])) == len(r['models'])
+    bases = config_imports(path)
+    assert len(bases) <= 1
+    if bases:
+        base = resolve_measure(os.path.join(ROOT, 'config', bases[0] + '.py'), capsys=capsys)
+        assert config_imports(os.path.join(ROOT, 'config', bases[0] + '.py')) == []
+        assert {k for k in config if config[k] != base['config'][k]} == {'out_dir', 'hf_dataset'}
+
+
+def test_one_measure_config_per_observation_figure(capsys):
+    names = {os.path.basename(p)[:-3] for p in MEASURE_CONFIGS}
+    assert set(FAMILIES) | {'measure_gpt2_pubmed_qa', 'measure_gpt2_imdb', 'measure_gpt2_squad',
+                            'measure_olmo3_stages', 'measure_pretrain_gpt2_mlp'} == names
+    for name, models in FAMILIES.items():  # the official hub ids, in order of size
+        assert resolve_measure(os.path.join(ROOT, 'config', name + '.py'), capsys=capsys)['models'] == models, name
+    pairs = resolve_measure(os.path.join(ROOT, 'config', 'measure_distill_qwen2_5.py'), capsys=capsys)['config']
+    assert pairs['pairs'] is True and resolve_measure(os.path.join(ROOT, 'config', 'measure_gpt2.py'),
+                                                      capsys=capsys)['config']['pairs'] is False
+    s2 = {n: resolve_measure(os.path.join(ROOT, 'config', f'measure_gpt2_{n}.py'), capsys=capsys)
+          for n in ('pubmed_qa', 'imdb', 'squad')}
+    assert {n: (r['config']['hf_dataset'], r['models']) for n, r in s2.items()} == \
+        {n: (n, FAMILIES['measure_gpt2']) for n in s2}
+    olmo = resolve_measure(os.path.join(ROOT, 'config', 'measure_olmo3_stages.py'), capsys=capsys)['models']
+    assert olmo[0] == 'allenai/Olmo-3-1025-7B@stage1-step0' and olmo[-1] == 'allenai/Olmo-3-1025-7B'
+    assert 'allenai/Olmo-3-1025-7B@stage1-step*00000' in olmo  # a revision pattern, listed when measuring
+    fig3 = resolve_measure(os.path.join(ROOT, 'config', 'measure_pretrain_gpt2_mlp.py'), capsys=capsys)
+    assert fig3['models'] == [f'out/pretrain_gpt2_mlp{w}' for w in (64, 256, 1024, 4096)]
+    assert fig3['config']['hf_dataset'] == 'wikitext'
+    assert {f'out/pretrain_gpt2_mlp{w}' for w in (64, 256, 1024, 4096)} == \
+        {resolve(os.path.join(ROOT, 'config', f'pretrain_gpt2_mlp{w}.py'), capsys=capsys)['out_dir']
+         for w in (64, 256, 1024, 4096)}  # the folders train.py writes

@@ -1,7 +1,9 @@
-"""measure.py: the condensation metric against an independent numpy computation on tiny HF models (GPT-2 and
-Qwen3, random weights, hidden states from transformers itself), closed-form answers, snapshot series,
-multi-model trends, text input with a locally built tokenizer, and one-line errors for bad input; figures.py:
-the figures show the run dicts' numbers, and importing measure.py (as train.py does) loads no matplotlib.
+"""measure.py: the condensation metric against an independent numpy computation on tiny HF models (GPT-2,
+Qwen3, BLOOM, Qwen2 and a model with its own modeling code; random weights, hidden states from transformers
+itself), closed-form answers, snapshot series, model families (resumed after an interruption, in pairs), big-model
+placement with disk offload, hub revision patterns, text input with a locally built tokenizer, and one-line
+errors for bad input; figures.py: every figure shows the run dicts' numbers, and importing measure.py (as
+train.py does) loads no matplotlib.
 
 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python -m pytest -q tests/test_measure.py
 """
@@ -85,15 +87,21 @@ def save_tokenizer(directory):
 
 @pytest.fixture(scope='module')
 def hf_dirs(tmp_path_factory):
-    from transformers import GPT2Config, GPT2LMHeadModel, Qwen3Config, Qwen3ForCausalLM
+    from transformers import (BloomConfig, BloomForCausalLM, GPT2Config, GPT2LMHeadModel, Qwen2Config,
+                              Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
     root = tmp_path_factory.mktemp('hf')
     torch.manual_seed(0)
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=4, n_head=2))
     qwen3 = Qwen3ForCausalLM(Qwen3Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
                                          num_attention_heads=4, num_key_value_heads=2, head_dim=8,
                                          max_position_embeddings=32, tie_word_embeddings=True))
+    # through transformers, not our model.py: BLOOM (ALiBi, tied head) and Qwen2 (an untied head)
+    bloom = BloomForCausalLM(BloomConfig(vocab_size=VOCAB, hidden_size=32, n_layer=3, n_head=4))
+    qwen2 = Qwen2ForCausalLM(Qwen2Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
+                                         tie_word_embeddings=False))
     dirs = {}
-    for name, m in (('gpt2', gpt2), ('qwen3', qwen3)):
+    for name, m in (('gpt2', gpt2), ('qwen3', qwen3), ('bloom', bloom), ('qwen2', qwen2)):
         dirs[name] = str(root / name)
         m.save_pretrained(dirs[name])
         save_tokenizer(dirs[name])
@@ -127,13 +135,27 @@ def cli_error(args, capsys):
     return e.value.code, err[-1] if err else ''
 
 
-def hf_hidden(directory, windows):
-    """Hidden states from transformers itself (not our model.py): per window, per layer [T, d]."""
-    from transformers import AutoModel
-    m = AutoModel.from_pretrained(directory, dtype=torch.float32).eval()
+def hf_hidden(directory, windows, model_class=None):
+    """Hidden states from transformers itself (not our model.py; the whole causal LM, head included, not the
+    base model measure.py runs): per window, per layer [T, d]."""
+    from transformers import AutoModelForCausalLM
+    m = (model_class or AutoModelForCausalLM).from_pretrained(directory, dtype=torch.float32).eval()
     with torch.no_grad():
         hs = m(input_ids=torch.as_tensor(windows), output_hidden_states=True).hidden_states
     return [[h[b].numpy() for h in hs] for b in range(len(windows))]
+
+
+def num_parameters(directory):
+    """transformers' own count: every parameter, a tied LM head once."""
+    from transformers import AutoModelForCausalLM
+    return AutoModelForCausalLM.from_pretrained(directory).num_parameters()
+
+
+def val_windows(token_dataset, n, T, seed):
+    """The windows measure.py draws from val.bin: seeded offsets (numpy's default_rng)."""
+    val = np.fromfile(os.path.join(token_dataset, 'val.bin'), dtype=np.uint16)
+    starts = np.random.default_rng(seed).integers(0, len(val) - T + 1, size=n)
+    return np.stack([val[s:s + T] for s in starts]).astype(np.int64), starts.tolist()
 
 
 # -----------------------------------------------------------------------------
@@ -211,11 +233,10 @@ def test_hf_models_match_numpy_and_trend_has_one_row_per_model(hf_dirs, token_da
     rows = list(csv.DictReader(open(out / 'condensation.csv')))
     assert [r['name'] for r in runs] == [r['name'] for r in rows] == ['gpt2', 'qwen3']  # local dirs: last component
     assert [r['source'] for r in runs] == [hf_dirs['gpt2'], hf_dirs['qwen3']]
-    val = np.fromfile(os.path.join(token_dataset, 'val.bin'), dtype=np.uint16)
-    starts = np.random.default_rng(3).integers(0, len(val) - 16 + 1, size=6)
-    windows = np.stack([val[s:s + 16] for s in starts]).astype(np.int64)
+    windows, starts = val_windows(token_dataset, 6, 16, 3)
     for run, row in zip(runs, rows):
-        assert run['starts'] == starts.tolist() and run['num_samples'] == 6 and run['seq_len'] == 16
+        assert run['starts'] == starts and run['num_samples'] == 6 and run['seq_len'] == 16
+        assert run['n_params'] == num_parameters(run['source']) == int(row['n_params'])
         means, counts, rho, tau = ref_condensation(hf_hidden(run['source'], windows))
         assert run['n_layers'] == 4 and len(run['mean_cossim']) == 5
         np.testing.assert_allclose(run['mean_cossim'], means, atol=1e-5)
@@ -230,7 +251,7 @@ def test_hf_models_match_numpy_and_trend_has_one_row_per_model(hf_dirs, token_da
         assert int(row['n_layers']) == 4 and row['step'] == ''
     # a heatmap per model and the trend; no temporary file of the atomic writes left behind
     assert sorted(p.name for p in out.iterdir()) == ['condensation.csv', 'condensation.json', 'heatmap_gpt2.png',
-                                                     'heatmap_qwen3.png', 'trend.png']
+                                                     'heatmap_qwen3.png', 'last_n.png', 'trend.png']
     import matplotlib.image
     one_height, one_width, _ = matplotlib.image.imread(str(out / 'heatmap_gpt2.png')).shape
     assert 1.1 < one_width / one_height < 1.6                          # one panel and its colorbar
@@ -241,6 +262,193 @@ def test_hf_models_match_numpy_and_trend_has_one_row_per_model(hf_dirs, token_da
     assert height == one_height and width > 2.5 * one_width            # four panels in a row, one colorbar
     height, width, _ = matplotlib.image.imread(str(tmp_path / 'cmp' / 'compare_trend.png')).shape
     assert 2.2 < width / height < 3.2                                  # trend and correlations side by side
+
+
+# -----------------------------------------------------------------------------
+# any causal LM through transformers, placed by accelerate; models that run their own code
+
+def test_bloom_and_qwen2_match_transformers_and_disk_offload_changes_nothing(hf_dirs, token_dataset, tmp_path):
+    """BLOOM and Qwen2 (transformers' code, not ours) measured equal to the metric of transformers' own hidden
+    states (<= 1e-6); then split with device_map=auto over a CPU budget smaller than either model (~120 and ~165
+    KB of weights), which sends the rest to disk: the same numbers, bit for bit."""
+    models = f"--init_from={hf_dirs['bloom']},{hf_dirs['qwen2']}"
+    common = [models, f'--dataset={token_dataset}', '--num_samples=5', '--seq_len=16', '--batch_size=2', '--seed=7']
+    run_cli(common + [f'--out_dir={tmp_path / "whole"}', '--device=cpu'])
+    run_cli(common + [f'--out_dir={tmp_path / "split"}', '--device_map=auto', '--max_memory=cpu:100KB',
+                      f'--offload_folder={tmp_path / "offload"}'])
+    whole = json.load(open(tmp_path / 'whole' / 'condensation.json'))['runs']
+    split = json.load(open(tmp_path / 'split' / 'condensation.json'))['runs']
+    windows, starts = val_windows(token_dataset, 5, 16, 7)
+    for run, directory, n_states in zip(whole, (hf_dirs['bloom'], hf_dirs['qwen2']), (4, 4)):
+        means, counts, rho, tau = ref_condensation(hf_hidden(directory, windows))
+        assert run['starts'] == starts and len(run['mean_cossim']) == n_states and run['device'] == 'cpu'
+        np.testing.assert_allclose(run['mean_cossim'], means, rtol=0, atol=1e-6)
+        assert run['spearman'] == pytest.approx(rho, abs=1e-9) and run['kendall'] == pytest.approx(tau, abs=1e-9)
+        for layer, c in enumerate(counts):
+            assert np.abs(counts_of(run['histograms'][layer], 16) - c).sum() <= 2
+        assert run['n_params'] == num_parameters(directory)  # tied (BLOOM) and untied (Qwen2) heads
+    for a, b in zip(whole, split):
+        assert b['device'] == 'cpu, weights on cpu+disk'   # both memories used: the budget was really binding
+        assert {k: v for k, v in a.items() if k not in ('seconds', 'device')} == \
+            {k: v for k, v in b.items() if k not in ('seconds', 'device')}
+
+
+REMOTE_MODELING = """
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+
+class TinyRemoteConfig(Qwen2Config):
+    model_type = 'tiny_remote'
+
+
+class TinyRemoteForCausalLM(Qwen2ForCausalLM):
+    config_class = TinyRemoteConfig
+"""
+
+
+def test_a_model_with_its_own_code_needs_the_flag(token_dataset, tmp_path):
+    """A local model whose config.json maps the Auto classes to its own modeling file (as Qwen1's repositories
+    do), unknown to transformers: without --trust_remote_code=True one line naming the flag, exit 1, no code
+    run or copied, nothing written; with it, the metric of that model's own hidden states."""
+    import importlib.util
+    directory = tmp_path / 'remote'
+    directory.mkdir()
+    (directory / 'modeling_tiny.py').write_text(REMOTE_MODELING)
+    spec = importlib.util.spec_from_file_location('modeling_tiny', directory / 'modeling_tiny.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    model = module.TinyRemoteForCausalLM(module.TinyRemoteConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=32))
+    model.save_pretrained(directory)
+    config = json.loads((directory / 'config.json').read_text())
+    config['auto_map'] = {'AutoConfig': 'modeling_tiny.TinyRemoteConfig',
+                          'AutoModelForCausalLM': 'modeling_tiny.TinyRemoteForCausalLM'}
+    (directory / 'config.json').write_text(json.dumps(config))
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / 'modules'), OMP_NUM_THREADS='1')  # where code is copied
+    run = lambda *extra: subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'measure.py'), f'--init_from={directory}', f'--dataset={token_dataset}',
+         '--num_samples=3', '--seq_len=16', f'--out_dir={tmp_path / "out"}', *extra],
+        capture_output=True, text=True, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL)
+    p = run()
+    assert p.returncode == 1 and p.stderr.strip() == (
+        f"error: cannot load model '{directory}': it runs its own modeling code (config.json's auto_map): read that "
+        "code, then pass --trust_remote_code=True")
+    assert not (tmp_path / 'out').exists() and not (tmp_path / 'modules').exists()
+    p = run('--trust_remote_code=True')
+    assert p.returncode == 0, p.stderr
+    result = json.load(open(tmp_path / 'out' / 'condensation.json'))
+    windows, _ = val_windows(token_dataset, 3, 16, 0)
+    means, _, rho, _ = ref_condensation(hf_hidden(str(directory), windows, module.TinyRemoteForCausalLM))
+    np.testing.assert_allclose(result['mean_cossim'], means, rtol=0, atol=1e-6)
+    assert result['spearman'] == pytest.approx(rho, abs=1e-9)
+
+
+# -----------------------------------------------------------------------------
+# families: resumed after an interruption; base and distilled models in pairs; hub revision patterns
+
+def test_an_interrupted_family_run_measures_only_what_is_missing(hf_dirs, token_dataset, tmp_path, capsys):
+    import shutil
+    late = tmp_path / 'late'
+    late.mkdir()
+    shutil.copy(os.path.join(hf_dirs['qwen2'], 'config.json'), late)
+    (late / 'model.safetensors').write_bytes(b'not yet downloaded')  # the second model fails to load
+    out = tmp_path / 'family'
+    args = [f"--init_from={hf_dirs['gpt2']},{late}", f'--dataset={token_dataset}', '--num_samples=4',
+            '--seq_len=16', f'--out_dir={out}']
+    code, msg = cli_error(args, capsys)
+    assert code == 1 and msg.startswith(f"error: cannot load model '{late}'")
+    first = json.load(open(out / 'condensation.json'))  # written after the first model: one run, flat
+    assert first['name'] == 'gpt2' and sorted(p.name for p in out.iterdir()) == ['condensation.csv',
+                                                                                   'condensation.json']
+    for f in ('config.json', 'model.safetensors'):
+        shutil.copy(os.path.join(hf_dirs['qwen2'], f), late)
+    run_cli(args)
+    printed = capsys.readouterr().out
+    assert 'kept gpt2: measured before' in printed and 'measuring gpt2' not in printed
+    assert 'measuring late' in printed
+    runs = json.load(open(out / 'condensation.json'))['runs']
+    assert runs[0] == first and runs[1]['name'] == 'late'  # the first record as it was, seconds included
+    windows, _ = val_windows(token_dataset, 4, 16, 0)
+    np.testing.assert_allclose(runs[1]['mean_cossim'], ref_condensation(hf_hidden(str(late), windows))[0], atol=1e-6)
+    assert sorted(p.name for p in out.iterdir()) == ['condensation.csv', 'condensation.json', 'heatmap_gpt2.png',
+                                                     'heatmap_late.png', 'last_n.png', 'trend.png']
+    trend = figures.plot_trend(runs, str(tmp_path / 't.png')).axes[1]  # the family plot, from the JSON
+    assert list(trend.get_lines()[0].get_xdata()) == [r['n_params'] for r in runs] == [num_parameters(hf_dirs['gpt2']),
+                                                                                          num_parameters(str(late))]
+    assert list(trend.get_lines()[1].get_ydata()) == [r['kendall'] for r in runs]
+    run_cli(args)  # all measured: nothing is measured again, the figures are redrawn
+    assert 'measuring' not in capsys.readouterr().out and json.load(open(out / 'condensation.json'))['runs'] == runs
+    shutil.copy(os.path.join(hf_dirs['qwen2'], 'model.safetensors'), late)  # a model rewritten since: measured again
+    run_cli(args)
+    printed = capsys.readouterr().out
+    assert 'kept gpt2' in printed and 'measuring late' in printed and printed.count('measuring') == 1
+    run_cli(args + ['--seed=1'])  # other windows are another measurement
+    assert capsys.readouterr().out.count('measuring') == 2
+
+
+def test_pairs_draw_base_against_distilled_from_the_json(hf_dirs, token_dataset, tmp_path, capsys):
+    out = tmp_path / 'pairs'
+    names = ['gpt2', 'bloom', 'qwen3', 'qwen2']  # bases gpt2, bloom; their "distilled": qwen3, qwen2
+    args = [f"--init_from={','.join(hf_dirs[n] for n in names)}", f'--dataset={token_dataset}', '--num_samples=3',
+            '--seq_len=16', f'--out_dir={out}']
+    code, msg = cli_error([f"--init_from={','.join(hf_dirs[n] for n in names[:3])}"] + args[1:] + ['--pairs=True'],
+                          capsys)
+    assert code == 1 and msg == ('error: --pairs=True takes base models, then as many distilled ones, in that '
+                                 'order; got 3') and not out.exists()
+    run_cli(args + ['--pairs=True'])
+    assert {'pairs.png', 'trend.png', 'last_n.png'} <= {p.name for p in out.iterdir()}
+    runs = figures.load_runs(str(out))
+    fig = figures.plot_pairs(runs, str(tmp_path / 'p.png'))
+    spearman, kendall, layers = fig.axes
+    sizes = [runs[0]['n_params'], runs[1]['n_params']]                 # the bases' sizes, log x
+    for ax, key in ((spearman, 'spearman'), (kendall, 'kendall')):
+        base, distilled = ax.get_lines()[:2]
+        assert list(base.get_xdata()) == sizes and ax.get_xscale() == 'log'
+        assert list(base.get_ydata()) == [runs[0][key], runs[1][key]]
+        assert list(distilled.get_ydata()) == [runs[2][key], runs[3][key]]
+    curves = layers.get_lines()                                         # base, distilled of pair 1, then pair 2
+    assert [list(c.get_ydata()) for c in curves] == [runs[i]['mean_cossim'] for i in (0, 2, 1, 3)]
+    assert [c.get_linestyle() for c in curves] == ['-', '--', '-', '--']
+    assert curves[0].get_color() == curves[1].get_color() != curves[2].get_color()
+
+
+class Refs:  # what huggingface_hub.list_repo_refs returns, as far as measure.py reads it
+    def __init__(self, names):
+        self.branches = [type('Branch', (), {'name': n}) for n in names]
+
+
+def test_revision_patterns_list_branches_in_training_order(monkeypatch, capsys, tmp_path):
+    import huggingface_hub
+    olmo2 = ['main', 'stage1-step10000-tokens42B', 'stage1-step1000-tokens5B', 'stage1-step2000-tokens9B',
+             'stage2-ingredient1-step1000-tokens5B', 'stage1-step100000-tokens420B']
+    olmo3 = ['stage1-step1413814', 'stage1-step0', 'stage1-step200000', 'stage1-step1000', 'stage2-step47684',
+             'stage3-step11921', 'main']
+    asked = []
+    monkeypatch.setattr(huggingface_hub, 'list_repo_refs',
+                        lambda repo: asked.append(repo) or Refs(olmo2 if repo == 'o/two' else olmo3))
+    assert measure.hub_revisions('o/two@stage1-*') == [
+        'o/two@stage1-step1000-tokens5B', 'o/two@stage1-step2000-tokens9B', 'o/two@stage1-step10000-tokens42B',
+        'o/two@stage1-step100000-tokens420B']                          # by tokens, not as text
+    assert measure.hub_revisions('o/three@stage*') == [
+        'o/three@stage1-step0', 'o/three@stage1-step1000', 'o/three@stage1-step200000', 'o/three@stage1-step1413814',
+        'o/three@stage2-step47684', 'o/three@stage3-step11921']        # stage, then step (no tokens in the names)
+    assert measure.hub_revisions('o/three@stage1-step*00000') == ['o/three@stage1-step200000']
+    assert measure.hub_revisions('o/three@main') == ['o/three@main'] and asked == ['o/two', 'o/three', 'o/three']
+    with pytest.raises(ValueError, match=r"no revision of 'o/three' matches 'stage9-\*' \(it has 7 branches\)"):
+        measure.hub_revisions('o/three@stage9-*')
+    # a dry run lists nothing, so it stays offline
+    run_cli(['--init_from=o/three@stage1-*', '--dry_run=True', f'--out_dir={tmp_path / "o"}'])
+    assert json.loads(capsys.readouterr().out)['models'] == ['o/three@stage1-*'] and len(asked) == 4
+    assert not (tmp_path / 'o').exists()
+
+
+def test_revision_pattern_offline_is_one_line(tmp_path, capsys):
+    """The hub is offline in tests (HF_HUB_OFFLINE=1): listing the branches fails on one line, nothing written."""
+    code, msg = cli_error(['--init_from=org/model@stage1-*', f'--out_dir={tmp_path / "o"}'], capsys)
+    assert code == 1 and msg.startswith("error: cannot list the revisions of 'org/model' on the hub (offline?): ")
+    assert not (tmp_path / 'o').exists()
 
 
 # -----------------------------------------------------------------------------
@@ -277,6 +485,33 @@ def test_figures_draw_the_run_dicts(tmp_path):
     assert list(fig.axes[1].get_lines()[0].get_ydata()) == [1.0, 0.5] and fig.axes[1].get_xlabel() == 'step'
     assert figures.plot_heatmaps(series[1:], str(tmp_path / 'h1.png')).axes[0].get_title() == 'run step 300'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['h.png', 'h1.png', 's.png', 't.png']  # no temp files
+
+
+def test_family_trend_and_last_n_are_drawn_against_model_size(tmp_path):
+    """A family (distinct parameter counts, no steps): the correlations against n_params on a log axis, in the
+    order given; the last-n plot: one line per n (1..5 and L/2), each run's mean of its last n hidden states."""
+    means = [[0.1, 0.5, 0.9], [0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.6, 0.8], [0.2, 0.3, 0.2, 0.3, 0.25, 0.3, 0.2]]
+    runs = []
+    for i, (m, size) in enumerate(zip(means, (124_000_000, 355_000_000, 1_500_000_000))):
+        run = dict(fake_run(f'model{i}', None, m, *measure.rank_correlations(m), i), n_params=size)
+        runs.append(dict(run, mean_last_n=measure.layer_trend(m)['mean_last_n']))
+    trend = figures.plot_trend(runs, str(tmp_path / 't.png')).axes[1]
+    rho, tau = trend.get_lines()[:2]
+    assert list(rho.get_xdata()) == [124_000_000, 355_000_000, 1_500_000_000] and trend.get_xscale() == 'log'
+    assert list(rho.get_ydata()) == [r['spearman'] for r in runs] and list(tau.get_ydata()) == [r['kendall'] for r in runs]
+    assert trend.get_xlabel().startswith('parameters')
+    ax = figures.plot_last_n(runs, str(tmp_path / 'n.png')).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines) == ['last 1', 'last 2', 'last 3', 'last 4', 'last 5', 'last L/2']
+    np.testing.assert_allclose(lines['last 1'].get_ydata(), [0.9, 0.8, 0.2])
+    np.testing.assert_allclose(lines['last 3'].get_ydata(), [0.5, (0.6 + 0.7 + 0.8) / 3, (0.2 + 0.3 + 0.25) / 3])
+    np.testing.assert_array_equal(lines['last 5'].get_ydata()[0], np.nan)  # 3 hidden states have no last 5
+    np.testing.assert_allclose(lines['last L/2'].get_ydata(),                # n = L // 2 + 1 of L hidden states
+                               [np.mean(m[-(len(m) // 2 + 1):]) for m in means])
+    assert list(lines['last 1'].get_xdata()) == [r['n_params'] for r in runs]
+    same_size = [dict(r, n_params=1000) for r in runs]                    # no size to order by: one slot per run
+    bars = figures.plot_trend(same_size, str(tmp_path / 'b.png')).axes[1]
+    assert [t.get_text() for t in bars.get_xticklabels()] == ['model0', 'model1', 'model2']
 
 
 def test_measure_imports_no_matplotlib_and_compare_errors_are_one_line(tmp_path, capsys):
@@ -403,11 +638,31 @@ def test_bad_inputs_in_process(hf_dirs, token_dataset, tmp_path, capsys):
     assert code == 1 and 'at most one of' in msg
     code, msg = cli_error(['--num_sample=3'], capsys)  # a config error: exit 2 via the configurator
     assert code == 2 and 'num_samples' in msg
+    model = [f"--init_from={hf_dirs['qwen2']}", f'--dataset={token_dataset}']
+    assert cli_error(model + ['--max_memory=cpu:1GB'] + common, capsys) == \
+        (1, 'error: --max_memory and --offload_folder place the weights of --device_map=auto; add it')
+    assert cli_error(model + ['--device_map=auto', '--max_memory=cpu'] + common, capsys) == \
+        (1, "error: --max_memory wants device:size items, e.g. 0:70GiB,1:70GiB,cpu:200GiB; got 'cpu'")
+    code, msg = cli_error(model + ['--device_map=auto', '--max_memory=cpu:lots'] + common, capsys)  # accelerate's
+    assert code == 1 and msg.startswith(f"error: cannot load model '{hf_dirs['qwen2']}'") and 'lots' in msg
+    code, msg = cli_error(model + ['--device_map=everywhere'] + common, capsys)
+    assert code == 1 and "device_map must be '' or auto" in msg
     assert not out.exists()
 
 
-KEYS = ['ckpt', 'snapshots', 'init_from', 'dataset', 'text_file', 'hf_dataset', 'num_samples', 'seq_len',
-        'batch_size', 'min_words', 'histograms', 'device', 'dtype', 'seed', 'out_dir', 'compare']
+def test_dry_run_prints_the_resolved_run_and_touches_nothing(tmp_path, capsys):
+    out = tmp_path / 'never'
+    run_cli(['--init_from=gpt2, Qwen/Qwen3-0.6B', f'--ckpt={tmp_path / "no_run"}', '--snapshots=True', '--seq_len=64',
+             '--dry_run=True', f'--out_dir={out}'])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed['models'] == [str(tmp_path / 'no_run'), 'gpt2', 'Qwen/Qwen3-0.6B']  # checkpoints first
+    assert printed['out_dir'] == str(out) and printed['config']['seq_len'] == 64 and list(printed['config']) == KEYS
+    assert not out.exists() and not (tmp_path / 'no_run').exists()
+
+
+KEYS = ['ckpt', 'snapshots', 'init_from', 'pairs', 'dataset', 'text_file', 'hf_dataset', 'num_samples', 'seq_len',
+        'batch_size', 'min_words', 'histograms', 'device', 'dtype', 'device_map', 'max_memory', 'offload_folder',
+        'trust_remote_code', 'seed', 'out_dir', 'compare', 'dry_run']
 
 
 def test_only_the_defaults_are_keys(tmp_path, capsys):
@@ -439,6 +694,23 @@ def test_bad_inputs_subprocess(args, needle, tmp_path):
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 1 and len(lines) == 1 and lines[0].startswith('error: ') and needle in lines[0]
     assert not (tmp_path / 'o').exists()
+
+
+def test_a_checkpoint_run_imports_only_what_it_needs(token_dataset, tmp_path):
+    """Start-up is part of what a small job waits for: measuring a train.py checkpoint on token windows imports
+    neither transformers nor scipy nor datasets nor accelerate (matplotlib only to draw the PNGs at the end)."""
+    run_dir = tmp_path / 'run'
+    run_dir.mkdir()
+    make_ckpt(run_dir / 'ckpt.pt', 5, token_dataset, 0)
+    code = (f"import runpy, sys; sys.argv = ['measure.py', '--ckpt={run_dir}', '--num_samples=2', '--seq_len=16', "
+            f"'--out_dir={tmp_path / 'o'}']; runpy.run_path('measure.py', run_name='__main__'); "
+            "print(sorted(m for m in ('transformers', 'scipy', 'datasets', 'accelerate', 'matplotlib') "
+            "if m in sys.modules))")
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT,
+                       env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "['matplotlib']"
+    assert (tmp_path / 'o' / 'heatmap.png').exists()
 
 
 def test_measurement_runs_in_exact_float32_even_where_tf32_is_on():
