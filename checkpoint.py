@@ -6,14 +6,22 @@ Everything that reads or writes files for the models: model.py itself does no I/
     model = from_pretrained('gpt2')            # a hub id or a local Hugging Face directory -> GPT or Qwen3
     hf_model = model.to_hf()                   # -> transformers GPT2LMHeadModel / Qwen3ForCausalLM, same weights
 
-In order: atomic_write (every output of every script goes through it), our checkpoints, Hugging Face directories,
-then the mapping between Hugging Face's weights and ours, one block per model family. Our module names are
-Hugging Face's, so the mapping is short: GPT-2's four Conv1D weights are stored transposed, a base-model
-checkpoint lacks the 'transformer.' / 'model.' prefix, and a tied lm_head may be absent.
+In order: atomic_write (every output of every script goes through it), our checkpoints, what train.py does to keep
+its out_dir safe, Hugging Face directories, then the mapping between Hugging Face's weights and ours, one block per
+model family. Our module names are Hugging Face's, so the mapping is short: GPT-2's four Conv1D weights are stored
+transposed, a base-model checkpoint lacks the 'transformer.' / 'model.' prefix, and a tied lm_head may be absent.
+
+A checkpoint is data, never code: ckpt.pt holds only tensors, numbers, strings, lists and dicts, and is read with
+torch.load(weights_only=True), which refuses anything else (a pickle can otherwise run any code when loaded).
 """
+import fcntl
+import fnmatch
+import glob
 import json
 import os
 import pickle
+import re
+import warnings
 from dataclasses import replace
 from typing import Callable, NamedTuple
 
@@ -25,8 +33,8 @@ from model import GPT, Qwen3
 
 def atomic_write(path, content):
     """Write content to path atomically. content: str (text), bytes, or a function f(file) that writes to a
-    binary file object (torch.save, fig.savefig, ...). The folder must exist. A reader never sees half a file,
-    and a crash while writing leaves the previous file intact."""
+    binary file object (torch.save, fig.savefig, ...). The folder must exist. A reader never sees half a file;
+    a crash, a kill or a full disk while writing leaves the previous file intact and no temporary file."""
     tmp = f"{path}.{os.getpid()}.tmp"  # same folder: os.replace never crosses file systems; pid: no clash
     try:
         with open(tmp, 'wb') as f:
@@ -34,6 +42,8 @@ def atomic_write(path, content):
                 content(f)
             else:
                 f.write(content.encode() if isinstance(content, str) else content)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a power cut cannot leave an empty file in its place
         os.replace(tmp, path)  # atomic on POSIX and Windows
     finally:
         if os.path.exists(tmp):
@@ -43,25 +53,54 @@ def atomic_write(path, content):
 # our checkpoints: one dict per file, {'arch', 'model_args', 'model', 'optimizer', 'step', 'config', ...}
 
 
-def load_checkpoint(path, device='cpu'):
-    """(model, ckpt) from a train.py out_dir (its ckpt.pt) or a .pt file; the model is float32, in eval mode."""
+def load_checkpoint(path, device='cpu', trust_checkpoint=False):
+    """(model, ckpt) from a train.py out_dir (its ckpt.pt) or a .pt file; the model is float32, in eval mode.
+    Raises FileNotFoundError or a one-line ValueError, for a file that is missing, damaged, not ours, or that holds
+    anything but tensors and plain values: such a file is refused, never run. trust_checkpoint=True reads it with
+    full pickle instead, which runs whatever code it holds: only for a file you made yourself."""
     file = path if os.path.isfile(path) or str(path).endswith('.pt') else os.path.join(path, 'ckpt.pt')
     if not os.path.isfile(file):
         raise FileNotFoundError(f"no checkpoint at {file}")
+    ckpt = torch_load(file, trust=trust_checkpoint, hint="; if you made it yourself, --trust_checkpoint=True loads "
+                                                         "it with full pickle")
     try:
-        try:
-            ckpt = torch.load(file, map_location='cpu', weights_only=True)
-        except pickle.UnpicklingError:  # e.g. numpy RNG state, outside weights_only's allowlist: our own file
-            ckpt = torch.load(file, map_location='cpu', weights_only=False)
-        cls = {c.arch: c for c in (GPT, Qwen3)}[ckpt['arch']]
+        if not isinstance(ckpt, dict) or not {'arch', 'model_args', 'model'} <= set(ckpt):
+            raise ValueError("it is not a dict with 'arch', 'model_args' and 'model'")
+        cls = {c.arch: c for c in (GPT, Qwen3)}.get(ckpt['arch'])
+        if cls is None:
+            raise ValueError(f"unknown arch {ckpt['arch']!r}")
         config = cls.config_class(**ckpt['model_args'])
         state_dict = ckpt['model']
+        if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+            raise ValueError("'model' is not a dict of tensors")
+        for key, kind in (('step', int), ('config', dict), ('data_meta', dict)):  # what the scripts read, if there
+            if key in ckpt and not isinstance(ckpt[key], kind):
+                raise ValueError(f"'{key}' is not a {kind.__name__}")
+        with torch.device('meta'):  # shapes first, at no cost: model_args that lie about the size allocate nothing
+            check_tensors(cls(config).state_dict(), state_dict, 'its tensors against its model_args')
+        with torch.device(device):
+            model = cls(config)
+        model.load_state_dict(state_dict, strict=True)  # copies into our float32 parameters
     except Exception as e:
-        raise ValueError(f"checkpoint {file} is corrupt or not a train.py checkpoint: {one_line(e)}") from e
-    with torch.device(device):
-        model = cls(config)
-    load_exact(model, state_dict, file)
+        raise ValueError(f"checkpoint {file} is not a train.py checkpoint: {one_line(e)}") from None
     return model.eval(), ckpt
+
+
+def torch_load(file, trust=False, hint=''):
+    """torch.load onto the CPU of tensors and plain values only (weights_only=True): a file holding anything else
+    is a one-line ValueError (ending with hint), and what it holds never runs. trust=True: full pickle, which runs
+    whatever the file holds."""
+    try:
+        with warnings.catch_warnings():  # a pickle protocol torch.save does not write: the error below says enough
+            warnings.filterwarnings('ignore', message='Detected pickle protocol')
+            return torch.load(file, map_location='cpu', weights_only=not trust)
+    except pickle.UnpicklingError as e:
+        # torch's message is a page long; keep what it names, e.g. GLOBAL posix.system (a function it would call)
+        what = re.search(r'GLOBAL [\w.]+|Unsupported operand \d+', str(e))
+        raise ValueError(f"{file} holds more than tensors and plain values ({what[0] if what else 'weights_only'}),"
+                         f" so it is not loaded: unpickling it could run code{hint}") from None
+    except Exception as e:
+        raise ValueError(f"{file} is damaged or not a torch file: {one_line(e)}") from None
 
 
 def save_checkpoint(ckpt, path):
@@ -73,7 +112,7 @@ def training_state(model, optimizer, scaler, step, config, data_meta, compute):
     """What train.py writes to ckpt.pt: the model with its architecture (rebuilt without the config file), the
     optimizer and loss scaler, the step, the resolved config, the data's meta.json, where the data stands (the
     windows of a step are a function of (seed, step)), the training time so far (compute: hours, processes,
-    device) and the RNG states (dropout, noise)."""
+    device) and the RNG states (dropout, noise). Tensors and plain values only: weights_only=True loads it all."""
     return {'arch': model.arch, 'model_args': dict(vars(model.config)), 'model': model.state_dict(),
             'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'step': step, 'config': config,
             'compute': compute,
@@ -88,6 +127,109 @@ def restore_rng(ckpt):
     torch.set_rng_state(ckpt['rng']['torch'])
     if torch.cuda.is_available() and ckpt['rng']['cuda'] is not None:
         torch.cuda.set_rng_state(ckpt['rng']['cuda'])
+
+
+# train.py's keys that describe the model of a scratch run; on resume the checkpoint's model decides them
+SHAPE_KEYS = ('arch', 'n_layer', 'n_head', 'n_embd', 'mlp_hidden', 'n_kv_head', 'head_dim', 'rope_theta', 'bias')
+# how a run was started, not what it trains: never reported as a change on resume
+START_KEYS = ('init_from', 'overwrite', 'trust_checkpoint', 'dry_run')
+
+
+def model_keys(model):
+    """The model in train.py's shape keys, the defaults worked out (mlp_hidden None = 4 * n_embd for GPT): what the
+    keys given on a resume must agree with. Only the keys its architecture uses."""
+    c = model.config
+    if model.arch == 'gpt':
+        return dict(arch='gpt', n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd,
+                    mlp_hidden=c.mlp_hidden or 4 * c.n_embd, bias=c.bias)
+    return dict(arch='qwen3', n_layer=c.num_hidden_layers, n_head=c.num_attention_heads, n_embd=c.hidden_size,
+                mlp_hidden=c.intermediate_size, n_kv_head=c.num_key_value_heads, head_dim=c.head_dim,
+                rope_theta=c.rope_theta)
+
+
+def check_resume(ckpt, model, config, given, data_meta):
+    """The checks of train.py --init_from=resume. The checkpoint decides the model: a shape key given (in the config
+    file or on the command line) must agree with it, and one not given takes the checkpoint's recorded value. Every
+    other key may change (learning rate, max_iters, intervals, the dataset if its tokenizer is the same). Returns
+    {key: [checkpoint's, now]} for each key that changed; config is updated in place. Raises a one-line ValueError
+    naming the key and both values."""
+    missing = [k for k in ('step', 'optimizer', 'config', 'data_meta', 'rng') if k not in ckpt]
+    if missing:
+        raise ValueError(f"checkpoint lacks the training state to resume: no {', '.join(missing)}")
+    if ckpt['data_meta'].get('tokenizer') != data_meta['tokenizer']:
+        raise ValueError(f"checkpoint was trained on tokenizer '{ckpt['data_meta'].get('tokenizer')}' but the "
+                         f"dataset uses '{data_meta['tokenizer']}'")
+    has = model_keys(model)
+    wants = {**has, **{k: config[k] for k in given if k in has}}
+    if wants['arch'] == has['arch']:  # None means a default: worked out as build_model does
+        wants['mlp_hidden'] = wants['mlp_hidden'] or (4 if has['arch'] == 'gpt' else 3) * wants['n_embd']
+        if has['arch'] == 'qwen3':
+            wants['n_kv_head'] = wants['n_kv_head'] or wants['n_head']
+            wants['head_dim'] = wants['head_dim'] or wants['n_embd'] // wants['n_head']
+    for key in has:  # arch first
+        if wants[key] != has[key]:
+            raise ValueError(f"--{key}={config[key]!r} contradicts the checkpoint, whose model has {key}={has[key]!r}"
+                             f" (on resume, leave the model's keys out or give the checkpoint's values)")
+    old = ckpt['config']
+    config.update({k: old[k] for k in SHAPE_KEYS if k in old and k not in given})
+    return {k: [old[k], v] for k, v in config.items() if k in old and k not in START_KEYS and old[k] != v}
+
+# -----------------------------------------------------------------------------
+# train.py's out_dir: one writer at a time, no run replaced by mistake, metrics that match the checkpoint
+
+
+def claim_out_dir(out_dir, resume, overwrite):
+    """Make out_dir this run's before anything is written to it. Returns the lock, to keep open while the run
+    lasts: an flock that the kernel drops when the process ends, however it ends (a SIGKILL leaves no stale lock).
+    Raises a one-line error, having written nothing but the lock file, when there is no checkpoint to resume, when a
+    new run would replace another run's checkpoints without overwrite, or when another train.py holds the lock."""
+    ckpt = os.path.join(out_dir, 'ckpt.pt')
+    if resume and not os.path.isfile(ckpt):
+        raise FileNotFoundError(f"no checkpoint at {ckpt} to resume")
+    os.makedirs(out_dir, exist_ok=True)
+    lock = open(os.path.join(out_dir, 'train.lock'), 'a+')  # never deleted: deleting would race a new locker
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or '?'
+        lock.close()
+        raise ValueError(f"{out_dir} is in use by another train.py (pid {holder}); wait for it to end, or choose "
+                         f"another --out_dir") from None
+    except OSError as e:  # a file system without locks (Lustre mounted without -o flock, some NFS)
+        print(f"WARNING: cannot lock {out_dir} ({one_line(e)}): a second train.py there would not be refused")
+    checkpoints = sorted(glob.glob(os.path.join(out_dir, 'ckpt*.pt')))
+    if not resume and checkpoints and not overwrite:
+        lock.close()
+        raise ValueError(f"{out_dir} holds another run's checkpoint ({os.path.basename(checkpoints[0])}): continue "
+                         f"it with --init_from=resume, replace it with --overwrite=True, or choose another --out_dir")
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    # left by a kill in the middle of a save (atomic_write's temporary files), or by the run being replaced
+    stale = glob.glob(os.path.join(out_dir, 'ckpt*.pt.*.tmp')) + (checkpoints if not resume else [])
+    for path in stale:
+        os.remove(path)
+    return lock
+
+
+def open_metrics(out_dir, resume_step=None):
+    """metrics.jsonl, open for appending. On resume, the records past the checkpoint's step are dropped first (a run
+    that died after its last save logged them, and the resumed run logs those steps again), as is a last line cut
+    short by a kill; the file is rewritten atomically. Otherwise the file starts empty."""
+    path = os.path.join(out_dir, 'metrics.jsonl')
+    kept = []
+    if resume_step is not None and os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    if json.loads(line)['step'] <= resume_step:
+                        kept.append(line if line.endswith('\n') else line + '\n')
+                except (ValueError, KeyError, TypeError):
+                    pass  # a line cut short
+    atomic_write(path, ''.join(kept))
+    return open(path, 'a')
 
 # -----------------------------------------------------------------------------
 # Hugging Face directories: config.json + safetensors (or pytorch_model.bin), a hub id or a local folder
@@ -110,11 +252,16 @@ def from_pretrained(name_or_path, model_class=None, **overrides):
         raise ValueError(f"unsupported model_type '{model_type}' in {directory}; supported: {', '.join(HF_MODELS)}")
     mapping = HF_MODELS[model_type]
     model_class = model_class or mapping.model_class
-    config = model_class.config_class(**mapping.config_from_hf(hf_config))
-    unknown = sorted(set(overrides) - set(config.__dataclass_fields__))
+    unknown = sorted(set(overrides) - set(model_class.config_class.__dataclass_fields__))
     if unknown:
         raise ValueError(f"unknown {model_class.config_class.__name__} field(s) {unknown} in overrides")
-    model = model_class(replace(config, **overrides))
+    try:
+        config = model_class.config_class(**mapping.config_from_hf(hf_config))
+        model = model_class(replace(config, **overrides))
+    except ValueError:
+        raise
+    except Exception as e:  # values of the wrong type or size in config.json
+        raise ValueError(f"{directory}/config.json does not describe a {model_class.__name__}: {one_line(e)}") from None
     load_exact(model, mapping.state_dict_from_hf(_read_hf_weights(directory), model.config), directory)
     return model.eval()
 
@@ -129,7 +276,12 @@ def to_hf(model):
 
 def load_exact(model, state_dict, source):
     """Load every tensor of `model` from state_dict, with no tensor missing, extra or of another shape."""
-    expected = model.state_dict()
+    check_tensors(model.state_dict(), state_dict, source)
+    model.load_state_dict(state_dict, strict=True)  # copies into our float32 parameters
+
+
+def check_tensors(expected, state_dict, source):
+    """A one-line ValueError naming the tensors of state_dict that are missing, extra or of another shape."""
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     wrong = [f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
@@ -138,7 +290,6 @@ def load_exact(model, state_dict, source):
         if names:
             more = f" (+{len(names) - 3} more)" if len(names) > 3 else ''
             raise ValueError(f"{source}: {what} tensor(s): {', '.join(names[:3])}{more}")
-    model.load_state_dict(state_dict, strict=True)  # copies into our float32 parameters
 
 
 HF_WEIGHTS = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json']
@@ -164,12 +315,23 @@ def _hf_directory(name_or_path):
     return directory
 
 
+def _read_json(path):
+    """A JSON object from a file of a model directory; a one-line ValueError naming the file if it is not one."""
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+    except (OSError, ValueError) as e:  # unreadable, truncated, not JSON, not UTF-8
+        raise ValueError(f"could not read {path}: {one_line(e)}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def _read_hf_config(directory):
     path = os.path.join(directory, 'config.json')
     if not os.path.isfile(path):
         raise ValueError(f"no config.json in {directory}")
-    with open(path) as f:
-        return json.load(f)
+    return _read_json(path)
 
 
 def _read_hf_weights(directory):
@@ -178,8 +340,12 @@ def _read_hf_weights(directory):
     if name is None:
         raise ValueError(f"no weights in {directory}: expected one of {', '.join(HF_WEIGHTS)}")
     if name.endswith('.index.json'):  # sharded: the index maps each tensor to its shard
-        with open(os.path.join(directory, name)) as f:
-            shards = sorted(set(json.load(f)['weight_map'].values()))
+        index = _read_json(os.path.join(directory, name))
+        if not isinstance(index.get('weight_map'), dict):
+            raise ValueError(f"{os.path.join(directory, name)} has no 'weight_map'")
+        shards = sorted(set(map(str, index['weight_map'].values())))
+        if any(os.path.basename(s) != s for s in shards):  # a shard is a file of this directory, nowhere else
+            raise ValueError(f"{os.path.join(directory, name)} names shards outside {directory}")
     else:
         shards = [name]
     state_dict = {}
@@ -190,10 +356,10 @@ def _read_hf_weights(directory):
                 from safetensors.torch import load_file
                 part = load_file(path)
             else:
-                part = torch.load(path, map_location='cpu', weights_only=True)
+                part = torch_load(path)  # tensors only: a pickle's code never runs
+            state_dict.update({k: v.float() for k, v in part.items()})
         except Exception as e:
-            raise ValueError(f"could not read {path}: {one_line(e)}") from e
-        state_dict.update({k: v.float() for k, v in part.items()})
+            raise ValueError(f"could not read {path}: {one_line(e)}") from None
     return state_dict
 
 
@@ -210,6 +376,67 @@ def _tied_head(state_dict, embed_key, source):
         if not torch.equal(head, state_dict[embed_key]):
             raise ValueError(f"{source}: lm_head.weight differs from {embed_key} but the config ties them")
     return state_dict
+
+# -----------------------------------------------------------------------------
+# any other Hugging Face causal LM (measure.py), and the revisions of a hub repository
+
+
+def hf_model_type(name, revision=None):
+    """model_type from config.json of a local dir or a hub id, without importing transformers (seconds)."""
+    if os.path.isdir(name):
+        path = os.path.join(name, 'config.json')
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no config.json in '{name}'")
+    else:
+        from huggingface_hub import hf_hub_download
+        path = hf_hub_download(name, 'config.json', revision=revision)
+    config = _read_json(path)
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return config.get('model_type')
+
+
+def load_causal_lm(name, revision=None, dtype=torch.float32, trust_remote_code=False, **placement):
+    """Any Hugging Face causal LM through transformers' AutoModelForCausalLM, loaded straight in dtype (a 32B model
+    in bf16 needs 64 GB, not 128) and placed by accelerate's big-model inference when placement holds device_map,
+    max_memory, offload_folder. Its own modeling code (config.json's auto_map) runs only with trust_remote_code."""
+    from transformers import AutoModelForCausalLM
+    try:
+        return AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=dtype,
+                                                    trust_remote_code=trust_remote_code, **placement)
+    except ValueError as e:  # transformers names its argument; ours is a flag
+        if 'trust_remote_code' in str(e) and not trust_remote_code:
+            raise ValueError("it runs its own modeling code (config.json's auto_map): read that code, then "
+                             "pass --trust_remote_code=True") from e
+        raise
+
+
+def revision_order(branch):
+    """Training order of a hub branch: (stage, training tokens, step, name), each number where the name says it:
+    'stage1-step10000-tokens42B' (OLMo 2) -> (1, 42e9, 10000, ...). OLMo 3's branches name no tokens
+    ('stage1-step1413814'); within a stage, the step orders them as the tokens would. Missing numbers sort last."""
+    number = lambda pattern: float(m.group(1)) if (m := re.search(pattern, branch)) else float('inf')
+    unit = re.search(r'tokens\d+(?:\.\d+)?([KMBT]?)', branch)
+    tokens = number(r'tokens(\d+(?:\.\d+)?)') * {'K': 1e3, 'M': 1e6, 'B': 1e9, 'T': 1e12}.get(unit and unit[1], 1)
+    return number(r'stage(\d+)'), tokens, number(r'step(\d+)'), branch
+
+
+def hub_revisions(name):
+    """'id@pattern' with a glob pattern (*, ?, [...]) -> ['id@branch', ...]: the repository's branches that match
+    (huggingface_hub.list_repo_refs), in training order; any other name -> [name]."""
+    repo, _, pattern = name.partition('@')
+    if not any(c in pattern for c in '*?[') or os.path.exists(name):
+        return [name]
+    from huggingface_hub import list_repo_refs
+    try:
+        branches = [b.name for b in list_repo_refs(repo).branches]
+    except Exception as e:
+        raise ValueError(f"cannot list the revisions of '{repo}' on the hub (offline?): {one_line(e)}") from e
+    found = sorted((b for b in branches if fnmatch.fnmatchcase(b, pattern)), key=revision_order)
+    if not found:
+        raise ValueError(f"no revision of '{repo}' matches '{pattern}' (it has {len(branches)} branches)")
+    return [f"{repo}@{b}" for b in found]
+
 
 # -----------------------------------------------------------------------------
 # GPT-2 (model_type 'gpt2') <-> model.GPT

@@ -94,10 +94,11 @@ def _parse_value(text):
         return text  # a bare word such as --dataset=pydocs is a string
 
 
-def configure(namespace, argv=None, keys=None, types=None):
+def configure(namespace, argv=None, keys=None, types=None, given=None):
     """Resolve the config of a script. namespace: its globals(); keys: its config keys (default: the snapshot
-    config_keys(namespace) now); types: {key: tuple of types}, for a key whose annotation cannot say it.
-    Returns the resolved {key: value} dict."""
+    config_keys(namespace) now); types: {key: tuple of types}, for a key whose annotation cannot say it; given: a
+    set that receives the keys the config file or the command line set, whatever their value (train.py checks
+    those against a checkpoint it resumes). Returns the resolved {key: value} dict."""
     argv = sys.argv[1:] if argv is None else list(argv)
     keys = config_keys(namespace) if keys is None else list(keys)
     annotations = namespace.get('__annotations__', {})
@@ -145,6 +146,8 @@ def configure(namespace, argv=None, keys=None, types=None):
             if k not in defaults:
                 unknown(k)
             config[k] = _check(k, v, allowed[k])
+            if given is not None:
+                given.add(k)
     # 2) overrides: --key=value or --key value
     i = 0
     while i < len(argv):
@@ -162,5 +165,7 @@ def configure(namespace, argv=None, keys=None, types=None):
         if key not in defaults:
             unknown(key)
         config[key] = _check(key, _parse_value(text), allowed[key])
+        if given is not None:
+            given.add(key)
     namespace.update(config)
     return config

@@ -33,6 +33,7 @@ from configurator import config_keys, configure, die, one_line
 # -----------------------------------------------------------------------------
 ckpt = ''                         # a train.py out_dir (reads ckpt.pt) or a .pt checkpoint file
 init_from = ''                    # or a hub id (gpt2, Qwen/Qwen3-0.6B) or a Hugging Face directory, with its tokenizer
+trust_checkpoint = False          # load --ckpt with full pickle, which can run code: only a file you made yourself
 tasks: str | list = ''            # comma-separated lm-eval tasks/groups/tags; '' or 'paper' = the paper's ten
 num_fewshot: int | None = None    # shots for tasks not ALWAYS_ZERO_SHOT; None = the family's (GPT-2 1, Qwen3 5)
 limit: int | float | None = None  # documents per task (or a fraction < 1); None = the family's (500 / 200); 0 = all
@@ -252,11 +253,11 @@ def main():
     try:  # tasks first: a typo or a missing dataset fails before a (possibly large) model is loaded
         task_manager, loaded = load_tasks(names, include_path)
         if ckpt:
-            model, checkpoint = load_checkpoint(ckpt)
+            model, checkpoint = load_checkpoint(ckpt, trust_checkpoint=trust_checkpoint)
             train_config = checkpoint.get('config') or {}
             compute = checkpoint.get('compute')  # train.py's training time: Table 2's compute column
-            tokenizer_name = (checkpoint.get('data_meta') or {}).get('tokenizer')
-            if not tokenizer_name:
+            tokenizer_name = checkpoint.get('data_meta', {}).get('tokenizer')
+            if not isinstance(tokenizer_name, str) or not tokenizer_name:
                 raise ValueError(f"{ckpt}: the checkpoint has no data_meta['tokenizer']: which tokenizer trained it?")
         else:
             model, tokenizer_name = from_pretrained(init_from), init_from

@@ -30,7 +30,6 @@ trend.png, for several models last_n.png, and with --pairs pairs.png; --compare:
 """
 
 import csv
-import fnmatch
 import gc
 import io
 import json
@@ -46,7 +45,8 @@ import torch
 from tqdm import tqdm
 
 import figures
-from checkpoint import atomic_write, from_pretrained, load_checkpoint
+from checkpoint import (atomic_write, from_pretrained, hf_model_type, hub_revisions, load_causal_lm,
+                        load_checkpoint)
 from configurator import config_keys, configure, die, one_line
 from data import dataset_dir, get_tokenizer, load_tokens
 
@@ -71,6 +71,7 @@ device_map = ''             # '' = the whole model on `device`; 'auto' = over ev
 max_memory = ''             # with device_map: the budget per device, e.g. '0:70GiB,1:70GiB,cpu:200GiB'
 offload_folder = ''         # with device_map: where the weights go that fit in no memory (disk offload)
 trust_remote_code = False   # run a hub model's own modeling code (Qwen1 needs it): read that code first
+trust_checkpoint = False    # load ckpt.pt files with full pickle, which can run code: only files you made yourself
 seed = 0                    # window offsets; text sources use seeds seed..seed+num_samples-1, as the authors
 out_dir = 'out-measure'
 compare: str | list = ''    # condensation.json files or out_dirs, comma-separated: side-by-side figure, no measuring
@@ -267,26 +268,13 @@ def make_windows(source, encode, vocab_size, num_samples, seq_len, seed, min_wor
 # where hidden_states(idx [B, T]) -> the n_layer + 1 hidden states and max_len is None when there is no limit.
 # n_params counts every parameter, a tied LM head once.
 
-def load_train_checkpoint(path):
+def load_train_checkpoint(path, trust_checkpoint=False):
     """A train.py out_dir (its ckpt.pt) or .pt file."""
-    m, ck = load_checkpoint(path, device='cpu')
+    m, ck = load_checkpoint(path, device='cpu', trust_checkpoint=trust_checkpoint)
     tokenizer = lru_cache(maxsize=1)(lambda: get_tokenizer(ck['data_meta']['tokenizer']))  # only text needs it
     return dict(model=m, hidden_states=m.hidden_states, step=int(ck['step']), n_params=m.num_params(),
                 max_len=m.max_seq_len, vocab_size=m.config.vocab_size, encode=lambda text: tokenizer().encode(text),
                 default_source=('dataset', (ck.get('config') or {}).get('dataset', '')))
-
-
-def hf_model_type(name, revision=None):
-    """model_type from config.json of a local dir or a hub id, without importing transformers (seconds)."""
-    if os.path.isdir(name):
-        path = os.path.join(name, 'config.json')
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no config.json in '{name}'")
-    else:
-        from huggingface_hub import hf_hub_download
-        path = hf_hub_download(name, 'config.json', revision=revision)
-    with open(path) as f:
-        return json.load(f).get('model_type')
 
 
 def load_hf_model(name, torch_dtype=torch.float32, trust_remote_code=False, **placement):
@@ -301,15 +289,7 @@ def load_hf_model(name, torch_dtype=torch.float32, trust_remote_code=False, **pl
         hidden_states, max_len, vocab_size, n_params = m.hidden_states, m.max_seq_len, m.config.vocab_size, \
             m.num_params()
     else:
-        from transformers import AutoModelForCausalLM
-        try:
-            m = AutoModelForCausalLM.from_pretrained(name, revision=revision, dtype=torch_dtype,
-                                                     trust_remote_code=trust_remote_code, **placement)
-        except ValueError as e:  # transformers names its argument; ours is a flag
-            if 'trust_remote_code' in str(e) and not trust_remote_code:
-                raise ValueError("it runs its own modeling code (config.json's auto_map): read that code, then "
-                                 "pass --trust_remote_code=True") from e
-            raise
+        m = load_causal_lm(name, revision, torch_dtype, trust_remote_code, **placement)
         base, cfg, head = m.base_model, m.config, m.get_output_embeddings()
         hidden_states = lambda idx: [h.to(idx.device) for h in  # back on one device, wherever accelerate put them
                                      base(input_ids=idx, output_hidden_states=True, use_cache=False).hidden_states]
@@ -327,33 +307,6 @@ def load_hf_model(name, torch_dtype=torch.float32, trust_remote_code=False, **pl
     return dict(model=m.eval(), hidden_states=hidden_states, step=None, n_params=n_params, max_len=max_len,
                 vocab_size=vocab_size, encode=lambda text: tokenizer()(text)['input_ids'],
                 default_source=('hf_dataset', 'wikitext'))
-
-
-def revision_order(branch):
-    """Training order of a hub branch: (stage, training tokens, step, name), each number where the name says it:
-    'stage1-step10000-tokens42B' (OLMo 2) -> (1, 42e9, 10000, ...). OLMo 3's branches name no tokens
-    ('stage1-step1413814'); within a stage, the step orders them as the tokens would. Missing numbers sort last."""
-    number = lambda pattern: float(m.group(1)) if (m := re.search(pattern, branch)) else float('inf')
-    unit = re.search(r'tokens\d+(?:\.\d+)?([KMBT]?)', branch)
-    tokens = number(r'tokens(\d+(?:\.\d+)?)') * {'K': 1e3, 'M': 1e6, 'B': 1e9, 'T': 1e12}.get(unit and unit[1], 1)
-    return number(r'stage(\d+)'), tokens, number(r'step(\d+)'), branch
-
-
-def hub_revisions(name):
-    """'id@pattern' with a glob pattern (*, ?, [...]) -> ['id@branch', ...]: the repository's branches that match
-    (huggingface_hub.list_repo_refs), in training order; any other name -> [name]."""
-    repo, _, pattern = name.partition('@')
-    if not any(c in pattern for c in '*?[') or os.path.exists(name):
-        return [name]
-    from huggingface_hub import list_repo_refs
-    try:
-        branches = [b.name for b in list_repo_refs(repo).branches]
-    except Exception as e:
-        raise ValueError(f"cannot list the revisions of '{repo}' on the hub (offline?): {one_line(e)}") from e
-    found = sorted((b for b in branches if fnmatch.fnmatchcase(b, pattern)), key=revision_order)
-    if not found:
-        raise ValueError(f"no revision of '{repo}' matches '{pattern}' (it has {len(branches)} branches)")
-    return [f"{repo}@{b}" for b in found]
 
 
 # -----------------------------------------------------------------------------
@@ -479,7 +432,7 @@ def main():
     runs = []
     for kind, path, name in subjects:
         try:  # a train.py checkpoint is loaded to learn its step; a hub model only when it is measured
-            loaded = load_train_checkpoint(path) if kind == 'ckpt' else None
+            loaded = load_train_checkpoint(path, trust_checkpoint) if kind == 'ckpt' else None
             source = sources[0] if sources else loaded['default_source'] if loaded else ('hf_dataset', 'wikitext')
             asked = dict(source=path, step=loaded and loaded['step'], modified=modified(path), seed=seed, dtype=dtype,
                          windows=f"{source[0]}:{source[1]}", num_samples=num_samples, seq_len=seq_len,

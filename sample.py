@@ -21,6 +21,7 @@ max_new_tokens = 200    # tokens generated per sample
 temperature = 0.8       # < 1 sharpens the distribution, > 1 flattens it; 0 = always the most likely token
 top_k = 200             # keep only the k most likely tokens (0 = all)
 seed = 1337             # the sampling seed (torch.manual_seed)
+trust_checkpoint = False  # load a ckpt.pt with full pickle, which can run code: only a file you made yourself
 device = 'cuda' if torch.cuda.is_available() else 'cpu'  # or cpu, cuda:1, mps
 # -----------------------------------------------------------------------------
 
@@ -54,9 +55,9 @@ if __name__ == '__main__':
 
     torch.manual_seed(seed)
     try:
-        model, checkpoint = load_checkpoint(ckpt, device=device)
+        model, checkpoint = load_checkpoint(ckpt, device=device, trust_checkpoint=trust_checkpoint)
         meta = checkpoint.get('data_meta')
-        if not meta:
+        if not meta or not isinstance(meta.get('tokenizer'), str):
             raise ValueError(f"checkpoint {ckpt} has no data_meta: cannot tell which tokenizer it was trained with")
         tok = get_tokenizer(meta['tokenizer'])
         if start.startswith('FILE:'):

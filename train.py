@@ -13,6 +13,9 @@ process with N times the accumulation trains, and a resumed run sees the same da
 Outputs in out_dir: ckpt.pt (atomic; at every eval, so at the end, and on SIGTERM/SIGINT), ckpt_{step:06d}.pt
 snapshots when asked, metrics.jsonl (one JSON object per logged step), run.json (config, versions, the model
 trained); at the end condensation.json/.csv, heatmap.png, trend.png (measure.py), eval.json if eval_tasks is set.
+A run holds out_dir/train.lock while it lasts (a second train.py there is refused), never replaces another run's
+checkpoints unless told to (overwrite), and on resume keeps the model the checkpoint holds: a model key given that
+contradicts it is an error (checkpoint.check_resume says which keys, and what run.json records of a resume).
 """
 
 import json
@@ -29,6 +32,8 @@ from contextlib import nullcontext
 # I/O
 out_dir = 'out'
 init_from = 'scratch'        # 'scratch' | 'resume' | a hub id ('gpt2', 'Qwen/Qwen3-0.6B') | a local HF dir
+overwrite = False            # a new run may replace the checkpoints of another run in out_dir (deleted at start)
+trust_checkpoint = False     # load ckpt.pt files (resume, teacher) with full pickle, which can run code: yours only
 dataset = 'pydocs'           # a folder under data/ or a path holding train.bin, val.bin, meta.json
 eval_interval = 200          # steps between evaluations (val loss + condensation probe + ckpt.pt)
 eval_iters = 20              # val batches per evaluation (fixed windows, the same at every eval)
@@ -90,8 +95,9 @@ dtype = 'auto'               # 'auto' = bfloat16 on CUDA when supported, else fl
 compile: bool | None = None  # torch.compile the model (and, on CUDA, the regularizer's tiles); None = on for CUDA
 seed = 1337
 # -----------------------------------------------------------------------------
-from configurator import configure, die  # noqa: E402
-config = configure(globals())
+from configurator import configure, die, one_line  # noqa: E402
+given_keys = set()  # the keys a config file or the command line set, whatever their value (resume checks them)
+config = configure(globals(), given=given_keys)
 
 # heavy imports after configure: a config error is reported at once
 import numpy as np  # noqa: E402
@@ -100,8 +106,8 @@ import torch.distributed as dist  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
 import losses  # noqa: E402
-from checkpoint import (atomic_write, from_pretrained, load_checkpoint, restore_rng, save_checkpoint,  # noqa: E402
-                        training_state)
+from checkpoint import (atomic_write, check_resume, claim_out_dir, from_pretrained, load_checkpoint,  # noqa: E402
+                        open_metrics, restore_rng, save_checkpoint, training_state)
 from data import dataset_dir, load_meta, load_tokens  # noqa: E402
 from model import build_model  # noqa: E402
 
@@ -176,25 +182,32 @@ def get_batch(split, index, first, count):
     data = load_tokens(data_dir, split)  # a fresh memmap per batch: long-lived ones leak memory
     rng = np.random.default_rng([seed, 0 if split == 'train' else 1, index])
     starts = rng.integers(0, len(data) - block_size - 1, size=global_batch)[first:first + count]
-    x = torch.from_numpy(np.stack([data[s:s + block_size] for s in starts]).astype(np.int64))
-    y = torch.from_numpy(np.stack([data[s + 1:s + 1 + block_size] for s in starts]).astype(np.int64))
+    windows = np.stack([data[s:s + block_size + 1] for s in starts]).astype(np.int64)
+    if windows.max() >= data_meta['vocab_size']:  # a .bin that is not meta.json's would index past the embedding
+        die(f"{data_dir}/{split}.bin holds token id {windows.max()}, beyond meta.json's vocab_size "
+            f"{data_meta['vocab_size']}: the file does not belong to this meta.json")
+    x, y = torch.from_numpy(windows[:, :-1]), torch.from_numpy(windows[:, 1:])
     if device_type == 'cuda':
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
 
 
-# ----------------------------------------------------------------------------- model
-step, resume_ckpt = 0, None
+# ----------------------------------------------------------------------------- out_dir and model
+out_dir_lock = None  # the master's lock on out_dir, held by this reference until the process ends
+if master:
+    try:
+        out_dir_lock = claim_out_dir(out_dir, resume=init_from == 'resume', overwrite=overwrite)
+    except (OSError, ValueError) as e:
+        die(str(e))
+step, resume_ckpt, resume_changes = 0, None, {}
 try:
     if init_from == 'scratch':
         model = build_model(arch, data_meta['vocab_size'], block_size, n_layer, n_head, n_embd, mlp_hidden=mlp_hidden,
                             n_kv_head=n_kv_head, head_dim=head_dim, rope_theta=rope_theta, bias=bias, dropout=dropout)
     elif init_from == 'resume':
-        model, resume_ckpt = load_checkpoint(out_dir)
+        model, resume_ckpt = load_checkpoint(out_dir, trust_checkpoint=trust_checkpoint)
+        resume_changes = check_resume(resume_ckpt, model, config, given_keys, data_meta)
         step = resume_ckpt['step']
-        if resume_ckpt['data_meta']['tokenizer'] != data_meta['tokenizer']:
-            die(f"checkpoint was trained on tokenizer '{resume_ckpt['data_meta']['tokenizer']}' but dataset "
-                f"'{dataset}' uses '{data_meta['tokenizer']}'")
     else:
         model = from_pretrained(init_from, dropout=dropout)
 except (FileNotFoundError, ValueError) as e:
@@ -260,16 +273,17 @@ teacher_model = None
 if teacher:
     try:
         ours = teacher.endswith('.pt') or os.path.isfile(os.path.join(teacher, 'ckpt.pt'))  # a train.py run
-        teacher_model, teacher_ckpt = load_checkpoint(teacher) if ours else (from_pretrained(teacher), None)
+        teacher_model, teacher_ckpt = (load_checkpoint(teacher, trust_checkpoint=trust_checkpoint) if ours
+                                       else (from_pretrained(teacher), None))
     except (FileNotFoundError, ValueError) as e:
         die(f"teacher: {e}")
     # KL over the vocabulary needs the same token ids: same size, and the same tokenizer when we know it
     if teacher_model.config.vocab_size != model.config.vocab_size:
         die(f"teacher vocabulary ({teacher_model.config.vocab_size}) differs from the student's "
             f"({model.config.vocab_size}): distillation needs the same tokenizer")
-    if teacher_ckpt is not None and teacher_ckpt['data_meta']['tokenizer'] != data_meta['tokenizer']:
-        die(f"teacher tokenizer '{teacher_ckpt['data_meta']['tokenizer']}' differs from the data's "
-            f"'{data_meta['tokenizer']}'")
+    teacher_tokenizer = teacher_ckpt.get('data_meta', {}).get('tokenizer') if teacher_ckpt else None
+    if teacher_ckpt is not None and teacher_tokenizer != data_meta['tokenizer']:
+        die(f"teacher tokenizer '{teacher_tokenizer}' differs from the data's '{data_meta['tokenizer']}'")
     teacher_model.to(device).eval().requires_grad_(False)
 
 # ----------------------------------------------------------------------------- optimizer and schedule
@@ -277,9 +291,13 @@ optimizer = raw_model.configure_optimizers(weight_decay, learning_rate, (beta1, 
                                            own_group=embedding if active_forgetting_every > 0 else None)
 scaler = torch.amp.GradScaler(device_type, enabled=ptdtype == torch.float16)
 if resume_ckpt is not None:
-    optimizer.load_state_dict(resume_ckpt['optimizer'])
-    if 'scaler' in resume_ckpt:
-        scaler.load_state_dict(resume_ckpt['scaler'])
+    try:
+        optimizer.load_state_dict(resume_ckpt['optimizer'])
+        if 'scaler' in resume_ckpt:
+            scaler.load_state_dict(resume_ckpt['scaler'])
+        restore_rng(resume_ckpt)
+    except Exception as e:  # a checkpoint whose optimizer or RNG state does not fit this model and run
+        die(f"cannot resume from {out_dir}/ckpt.pt: {one_line(e)}")
 
 
 def get_lr(it):
@@ -364,20 +382,21 @@ def save(name):
     stop_if_diverged()
     if master:
         state = training_state(raw_model, optimizer, scaler, step, config, data_meta, compute_record())
-        save_checkpoint(state, os.path.join(out_dir, name))
+        try:
+            save_checkpoint(state, os.path.join(out_dir, name))
+        except OSError as e:  # a full disk, an out_dir gone or made read-only: the previous file is intact
+            die(f"could not save {os.path.join(out_dir, name)} at step {step}: {one_line(e)} (the file there "
+                f"before, if any, is intact)")
 
 
 # ----------------------------------------------------------------------------- logging
 stop_signal = []
 for sig in (signal.SIGTERM, signal.SIGINT):  # clusters preempt with SIGTERM: save, then leave
     signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-hours_before = resume_ckpt.get('compute', {}).get('hours', 0.0) if resume_ckpt is not None else 0.0
-if resume_ckpt is not None:
-    restore_rng(resume_ckpt)
-    del resume_ckpt
+hours_before = (resume_ckpt.get('compute') or {}).get('hours', 0.0) if resume_ckpt is not None else 0.0
+del resume_ckpt
 wandb = None
 if master:
-    os.makedirs(out_dir, exist_ok=True)
     git = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
     versions = {'python': sys.version.split()[0], 'torch': torch.__version__, 'numpy': np.__version__,
@@ -386,20 +405,28 @@ if master:
     print(f"versions: {json.dumps(versions)}")
     print(f"model: {raw_model.arch}, {raw_model.num_params() / 1e6:.2f}M parameters | reg={reg} on hidden states "
           f"{reg_layers} | start at step {step}")
+    resumed = {'resumed_from_step': step, 'resumed_with_changes': resume_changes} if init_from == 'resume' else {}
+    if resume_changes:
+        print("resumed with changes to the checkpoint's config: "
+              + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in resume_changes.items()))
     atomic_write(os.path.join(out_dir, 'run.json'), json.dumps({
-        'config': config, 'versions': versions, 'data_meta': data_meta,
+        'config': config, **resumed, 'versions': versions, 'data_meta': data_meta,
         'model': {'arch': raw_model.arch, 'model_args': dict(vars(raw_model.config)),
                   'num_params': raw_model.num_params()}}, indent=2))
     if wandb_log:
         import wandb
         wandb.init(project=wandb_project, name=wandb_run_name or None, config=config)
-    metrics_file = open(os.path.join(out_dir, 'metrics.jsonl'), 'a' if init_from == 'resume' else 'w')
+    # on resume, the records a crashed run logged past its last checkpoint go: each step is logged once
+    metrics_file = open_metrics(out_dir, resume_step=step if init_from == 'resume' else None)
 
 
 def log(record, line):
     if master:
-        metrics_file.write(json.dumps(record) + '\n')
-        metrics_file.flush()
+        try:
+            metrics_file.write(json.dumps(record) + '\n')
+            metrics_file.flush()
+        except OSError as e:  # a full disk: stop with the last checkpoint intact, rather than train unrecorded
+            die(f"could not write {metrics_file.name} at step {record['step']}: {one_line(e)}")
         if wandb is not None:
             wandb.log(record, step=record['step'])
         print(line, flush=True)

@@ -662,7 +662,7 @@ def test_dry_run_prints_the_resolved_run_and_touches_nothing(tmp_path, capsys):
 
 KEYS = ['ckpt', 'snapshots', 'init_from', 'pairs', 'dataset', 'text_file', 'hf_dataset', 'num_samples', 'seq_len',
         'batch_size', 'min_words', 'histograms', 'device', 'dtype', 'device_map', 'max_memory', 'offload_folder',
-        'trust_remote_code', 'seed', 'out_dir', 'compare', 'dry_run']
+        'trust_remote_code', 'trust_checkpoint', 'seed', 'out_dir', 'compare', 'dry_run']
 
 
 def test_only_the_defaults_are_keys(tmp_path, capsys):

@@ -189,6 +189,32 @@ def test_config_json_variants(tmp_path):
         C.from_pretrained(str(tmp_path))
 
 
+def test_damaged_or_foreign_hf_directory_is_one_line(tmp_path):
+    """Each a one-line ValueError naming the file: never a traceback from deep inside json, torch or the model."""
+    hf = make_hf_gpt2(tmp_path)
+    path = tmp_path / 'config.json'
+    original = path.read_text()
+    for text, message in [(original[:len(original) // 2], r'could not read .*config\.json: JSONDecodeError: Unterminated'),
+                          ('["a", "list"]', r'config\.json: expected a JSON object, got list'),
+                          (json.dumps({**json.loads(original), 'n_head': 'four'}),
+                           r'config\.json does not describe a GPT: TypeError')]:
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message) as info:
+            C.from_pretrained(str(tmp_path))
+        assert '\n' not in str(info.value)
+    path.write_text(original)
+    os.remove(tmp_path / 'model.safetensors')
+    (tmp_path / 'model.safetensors.index.json').write_text('{"metadata": {}}')
+    with pytest.raises(ValueError, match="index.json has no 'weight_map'"):
+        C.from_pretrained(str(tmp_path))
+    os.remove(tmp_path / 'model.safetensors.index.json')
+    torch.save([1, 2, 3], tmp_path / 'pytorch_model.bin')  # a torch file, but not of tensors by name
+    with pytest.raises(ValueError, match=r'could not read .*pytorch_model\.bin: AttributeError'):
+        C.from_pretrained(str(tmp_path))
+    torch.save(hf.state_dict(), tmp_path / 'pytorch_model.bin', _use_new_zipfile_serialization=False)
+    assert_matches_hf(C.from_pretrained(str(tmp_path)), hf)  # the legacy format itself loads (weights only)
+
+
 def test_overrides(tmp_path):
     make_hf_gpt2(tmp_path)
     full = C.from_pretrained(str(tmp_path))
@@ -413,12 +439,20 @@ def test_load_checkpoint_roundtrip(tmp_path):
     ckpt = {'arch': model.arch, 'model_args': dataclasses.asdict(model.config), 'model': model.state_dict(),
             'optimizer': torch.optim.AdamW(model.parameters()).state_dict(), 'step': 7, 'config': {'seed': 1},
             'data_meta': {'tokenizer': 'byte', 'dtype': 'uint16', 'vocab_size': 257, 'eot_token': 256},
-            'rng': {'torch': torch.get_rng_state(), 'numpy': np.random.get_state(), 'python': random.getstate()},
-            'data_position': 123}
+            'rng': {'torch': torch.get_rng_state()}, 'data_position': 123}
     torch.save(ckpt, tmp_path / 'ckpt.pt')
     loaded, got = C.load_checkpoint(str(tmp_path))
     assert isinstance(loaded, M.Qwen3) and not loaded.training and got['step'] == 7 and got['data_position'] == 123
     idx, _ = batch()
+    with torch.no_grad():
+        assert torch.equal(loaded(idx)[0], model(idx)[0])
+    # numpy's and Python's RNG states are objects, not tensors: such a file loads only when trusted
+    ckpt['rng'].update(numpy=np.random.get_state(), python=random.getstate())
+    torch.save(ckpt, tmp_path / 'ckpt.pt')
+    with pytest.raises(ValueError, match=r'\(GLOBAL numpy\.[\w.]+\), so it is not loaded.*--trust_checkpoint=True'):
+        C.load_checkpoint(str(tmp_path))
+    loaded, got = C.load_checkpoint(str(tmp_path), trust_checkpoint=True)
+    assert got['rng']['python'] == random.getstate()
     with torch.no_grad():
         assert torch.equal(loaded(idx)[0], model(idx)[0])
     gpt = M.GPT(gpt_tiny())
@@ -437,11 +471,17 @@ def test_load_checkpoint_errors(tmp_path):
                tmp_path / 'ckpt.pt')
     data = (tmp_path / 'ckpt.pt').read_bytes()
     (tmp_path / 'ckpt.pt').write_bytes(data[:len(data) // 2])
-    with pytest.raises(ValueError, match='is corrupt or not a train.py checkpoint') as info:
+    with pytest.raises(ValueError, match='is damaged or not a torch file') as info:
         C.load_checkpoint(str(tmp_path))
     assert '\n' not in str(info.value)
     torch.save({'model': gpt.state_dict()}, tmp_path / 'other.pt')
-    with pytest.raises(ValueError, match="not a train.py checkpoint: KeyError: 'arch'"):
+    with pytest.raises(ValueError, match="not a train.py checkpoint: it is not a dict with 'arch'"):
+        C.load_checkpoint(str(tmp_path / 'other.pt'))
+    torch.save({'arch': 'llama', 'model_args': {}, 'model': {}}, tmp_path / 'other.pt')
+    with pytest.raises(ValueError, match="not a train.py checkpoint: unknown arch 'llama'"):
+        C.load_checkpoint(str(tmp_path / 'other.pt'))
+    torch.save({'arch': 'gpt', 'model_args': dataclasses.asdict(gpt.config), 'model': {'w': 3}}, tmp_path / 'other.pt')
+    with pytest.raises(ValueError, match="'model' is not a dict of tensors"):
         C.load_checkpoint(str(tmp_path / 'other.pt'))
 
 
