@@ -3,6 +3,7 @@ Everything that reads or writes files for the models: model.py itself does no I/
 
     from checkpoint import atomic_write, load_checkpoint, save_checkpoint, from_pretrained
     model, ckpt = load_checkpoint('out/')      # the ckpt.pt of a train.py run (an out_dir or a .pt file)
+    model, ckpt = load_checkpoint('out/ckpt_sharded')  # or an FSDP run's sharded checkpoint, read by one process
     model = from_pretrained('gpt2')            # a hub id or a local Hugging Face directory -> GPT or Qwen3
     hf_model = model.to_hf()                   # -> transformers GPT2LMHeadModel / Qwen3ForCausalLM, same weights
 
@@ -12,7 +13,8 @@ model family. Our module names are Hugging Face's, so the mapping is short: GPT-
 transposed, a base-model checkpoint lacks the 'transformer.' / 'model.' prefix, and a tied lm_head may be absent.
 
 A checkpoint is data, never code: ckpt.pt holds only tensors, numbers, strings, lists and dicts, and is read with
-torch.load(weights_only=True), which refuses anything else (a pickle can otherwise run any code when loaded).
+torch.load(weights_only=True), which refuses anything else (a pickle can otherwise run any code when loaded). The
+sharded folders of FSDP runs (torch.distributed.checkpoint files) are read as safely by parallel.load_sharded.
 """
 import fcntl
 import fnmatch
@@ -21,6 +23,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import warnings
 from dataclasses import replace
 from typing import Callable, NamedTuple
@@ -54,53 +57,75 @@ def atomic_write(path, content):
 
 
 def load_checkpoint(path, device='cpu', trust_checkpoint=False):
-    """(model, ckpt) from a train.py out_dir (its ckpt.pt) or a .pt file; the model is float32, in eval mode.
-    Raises FileNotFoundError or a one-line ValueError, for a file that is missing, damaged, not ours, or that holds
-    anything but tensors and plain values: such a file is refused, never run. trust_checkpoint=True reads it with
-    full pickle instead, which runs whatever code it holds: only for a file you made yourself."""
+    """(model, ckpt) from a train.py out_dir (its ckpt.pt, or ckpt_sharded/ where that is later: an FSDP run stopped
+    before its end), a .pt file, or a sharded checkpoint folder (read whole by this one process); the model is
+    float32, in eval mode. Raises FileNotFoundError or a one-line ValueError, for a file that is missing, damaged,
+    not ours, or that holds anything but tensors and plain values: such a file is refused, never run.
+    trust_checkpoint=True reads it with full pickle instead, which runs whatever code it holds: only for a file you
+    made yourself."""
+    if os.path.isdir(path) and not is_sharded(path):
+        path = latest_checkpoint(path, training=False)
+    if is_sharded(path):
+        from parallel import load_sharded  # torch.distributed's checkpoint reader, only when needed
+        model, state = load_sharded_state(path, device)
+        load_sharded(path, model, alone=True)
+        return model.eval(), state
     file = path if os.path.isfile(path) or str(path).endswith('.pt') else os.path.join(path, 'ckpt.pt')
     if not os.path.isfile(file):
         raise FileNotFoundError(f"no checkpoint at {file}")
     ckpt = torch_load(file, trust=trust_checkpoint, hint="; if you made it yourself, --trust_checkpoint=True loads "
                                                          "it with full pickle")
+    return model_from_state(ckpt, file, device).eval(), ckpt
+
+
+def model_from_state(ckpt, file, device='cpu'):
+    """The model a checkpoint dict describes ('arch', 'model_args'), float32 on device, holding the dict's 'model'
+    tensors if it has them, else freshly initialized (a sharded checkpoint's tensors are read later, into the
+    sharded model). A dict that is not ours is a one-line ValueError naming file."""
     try:
-        if not isinstance(ckpt, dict) or not {'arch', 'model_args', 'model'} <= set(ckpt):
+        if not isinstance(ckpt, dict) or not {'arch', 'model_args'} <= set(ckpt) \
+                or not ('model' in ckpt or 'sharded' in ckpt):
             raise ValueError("it is not a dict with 'arch', 'model_args' and 'model'")
         cls = {c.arch: c for c in (GPT, Qwen3)}.get(ckpt['arch'])
         if cls is None:
             raise ValueError(f"unknown arch {ckpt['arch']!r}")
         config = cls.config_class(**ckpt['model_args'])
-        state_dict = ckpt['model']
-        if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        state_dict = ckpt.get('model')
+        if state_dict is not None and (not isinstance(state_dict, dict)
+                                       or not all(isinstance(v, torch.Tensor) for v in state_dict.values())):
             raise ValueError("'model' is not a dict of tensors")
         for key, kind in (('step', int), ('config', dict), ('data_meta', dict)):  # what the scripts read, if there
             if key in ckpt and not isinstance(ckpt[key], kind):
                 raise ValueError(f"'{key}' is not a {kind.__name__}")
-        with torch.device('meta'):  # shapes first, at no cost: model_args that lie about the size allocate nothing
-            check_tensors(cls(config).state_dict(), state_dict, 'its tensors against its model_args')
+        if state_dict is not None:
+            with torch.device('meta'):  # shapes first, at no cost: model_args that lie about the size allocate nothing
+                check_tensors(cls(config).state_dict(), state_dict, 'its tensors against its model_args')
         with torch.device(device):
             model = cls(config)
-        model.load_state_dict(state_dict, strict=True)  # copies into our float32 parameters
+        if state_dict is not None:
+            model.load_state_dict(state_dict, strict=True)  # copies into our float32 parameters
     except Exception as e:
         raise ValueError(f"checkpoint {file} is not a train.py checkpoint: {one_line(e)}") from None
-    return model.eval(), ckpt
+    return model
 
 
-def torch_load(file, trust=False, hint=''):
+def torch_load(file, trust=False, hint='', mmap=False, name=None):
     """torch.load onto the CPU of tensors and plain values only (weights_only=True): a file holding anything else
     is a one-line ValueError (ending with hint), and what it holds never runs. trust=True: full pickle, which runs
-    whatever the file holds."""
+    whatever the file holds. mmap=True: tensors are read from disk when used (a step number costs no 32 GB read).
+    name: what the messages call it (default: file)."""
+    name = file if name is None else name
     try:
         with warnings.catch_warnings():  # a pickle protocol torch.save does not write: the error below says enough
             warnings.filterwarnings('ignore', message='Detected pickle protocol')
-            return torch.load(file, map_location='cpu', weights_only=not trust)
+            return torch.load(file, map_location='cpu', weights_only=not trust, mmap=mmap)
     except pickle.UnpicklingError as e:
         # torch's message is a page long; keep what it names, e.g. GLOBAL posix.system (a function it would call)
         what = re.search(r'GLOBAL [\w.]+|Unsupported operand \d+', str(e))
-        raise ValueError(f"{file} holds more than tensors and plain values ({what[0] if what else 'weights_only'}),"
+        raise ValueError(f"{name} holds more than tensors and plain values ({what[0] if what else 'weights_only'}),"
                          f" so it is not loaded: unpickling it could run code{hint}") from None
     except Exception as e:
-        raise ValueError(f"{file} is damaged or not a torch file: {one_line(e)}") from None
+        raise ValueError(f"{name} is damaged or not a torch file: {one_line(e)}") from None
 
 
 def save_checkpoint(ckpt, path):
@@ -108,18 +133,24 @@ def save_checkpoint(ckpt, path):
     atomic_write(path, lambda f: torch.save(ckpt, f))
 
 
-def training_state(model, optimizer, scaler, step, config, data_meta, compute):
+def training_state(model, optimizer, scaler, step, config, data_meta, compute, weights=None):
     """What train.py writes to ckpt.pt: the model with its architecture (rebuilt without the config file), the
     optimizer and loss scaler, the step, the resolved config, the data's meta.json, where the data stands (the
     windows of a step are a function of (seed, step)), the training time so far (compute: hours, processes,
-    device) and the RNG states (dropout, noise). Tensors and plain values only: weights_only=True loads it all."""
-    return {'arch': model.arch, 'model_args': dict(vars(model.config)), 'model': model.state_dict(),
-            'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(), 'step': step, 'config': config,
-            'compute': compute,
-            'data_meta': data_meta, 'data_position': {'scheme': 'windows of (seed, step)', 'seed': config['seed'],
-                                                      'step': step},
-            'rng': {'torch': torch.get_rng_state(),
-                    'cuda': torch.cuda.get_rng_state() if torch.cuda.is_available() else None}}
+    device) and the RNG states (dropout, noise). Tensors and plain values only: weights_only=True loads it all.
+    weights: the full state dict of a sharded model (parallel.gather_weights); None: model.state_dict().
+    optimizer None: weights only, no optimizer, loss scaler or RNG (an FSDP run's ckpt.pt and snapshots, for
+    measure.py, eval.py and sample.py; its training state is in its sharded folder, which resume reads)."""
+    state = {'arch': model.arch, 'model_args': dict(vars(model.config)),
+             'model': model.state_dict() if weights is None else weights, 'step': step, 'config': config,
+             'compute': compute,
+             'data_meta': data_meta, 'data_position': {'scheme': 'windows of (seed, step)', 'seed': config['seed'],
+                                                       'step': step}}
+    if optimizer is not None:
+        state.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+                     rng={'torch': torch.get_rng_state(),
+                          'cuda': torch.cuda.get_rng_state() if torch.cuda.is_available() else None})
+    return state
 
 
 def restore_rng(ckpt):
@@ -127,6 +158,43 @@ def restore_rng(ckpt):
     torch.set_rng_state(ckpt['rng']['torch'])
     if torch.cuda.is_available() and ckpt['rng']['cuda'] is not None:
         torch.cuda.set_rng_state(ckpt['rng']['cuda'])
+
+
+# An FSDP run's checkpoint: a folder of torch.distributed.checkpoint files (parallel.save_sharded: each process's
+# shards of the model and AdamW state) and train_state.pt (training_state without those tensors, from rank 0).
+SHARDED = 'ckpt_sharded'
+SHARDED_STATE = 'train_state.pt'
+
+
+def is_sharded(path):
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, SHARDED_STATE))
+
+
+def load_sharded_state(folder, device='cpu'):
+    """(model, state) from a sharded checkpoint folder: its train_state.pt (weights_only, as every checkpoint), and
+    the model it describes, freshly initialized: parallel.load_sharded fills it, once train.py has sharded it."""
+    file = os.path.join(folder, SHARDED_STATE)
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"no sharded checkpoint at {folder} (no {SHARDED_STATE})")
+    state = torch_load(file)
+    return model_from_state(state, file, device), state
+
+
+def latest_checkpoint(out_dir, training=True):
+    """out_dir/ckpt.pt or out_dir/ckpt_sharded/ (an FSDP run's), whichever holds the later step. At equal steps:
+    for training on (resume), the sharded one, as the ckpt.pt an FSDP run writes at its end holds weights only;
+    for the weights alone (training=False), ckpt.pt, one file."""
+    file, folder = os.path.join(out_dir, 'ckpt.pt'), os.path.join(out_dir, SHARDED)
+    if not is_sharded(folder):
+        return file
+    if not os.path.isfile(file):
+        return folder
+
+    def step(path, mmap=False):  # mmap: ckpt.pt's tensors stay on disk, unread
+        ckpt = torch_load(path, mmap=mmap)
+        return ckpt.get('step', -1) if isinstance(ckpt, dict) else -1
+    file_step, folder_step = step(file, mmap=True), step(os.path.join(folder, SHARDED_STATE))
+    return file if file_step > folder_step or (file_step == folder_step and not training) else folder
 
 
 # train.py's keys that describe the model of a scratch run; on resume the checkpoint's model decides them
@@ -153,7 +221,8 @@ def check_resume(ckpt, model, config, given, data_meta):
     other key may change (learning rate, max_iters, intervals, the dataset if its tokenizer is the same). Returns
     {key: [checkpoint's, now]} for each key that changed; config is updated in place. Raises a one-line ValueError
     naming the key and both values."""
-    missing = [k for k in ('step', 'optimizer', 'config', 'data_meta', 'rng') if k not in ckpt]
+    needed = ('step', 'config', 'data_meta', 'rng') + (() if 'sharded' in ckpt else ('optimizer',))  # or in DCP's files
+    missing = [k for k in needed if k not in ckpt]
     if missing:
         raise ValueError(f"checkpoint lacks the training state to resume: no {', '.join(missing)}")
     if ckpt['data_meta'].get('tokenizer') != data_meta['tokenizer']:
@@ -183,9 +252,9 @@ def claim_out_dir(out_dir, resume, overwrite):
     lasts: an flock that the kernel drops when the process ends, however it ends (a SIGKILL leaves no stale lock).
     Raises a one-line error, having written nothing but the lock file, when there is no checkpoint to resume, when a
     new run would replace another run's checkpoints without overwrite, or when another train.py holds the lock."""
-    ckpt = os.path.join(out_dir, 'ckpt.pt')
-    if resume and not os.path.isfile(ckpt):
-        raise FileNotFoundError(f"no checkpoint at {ckpt} to resume")
+    ckpt, sharded = os.path.join(out_dir, 'ckpt.pt'), os.path.join(out_dir, SHARDED)
+    if resume and not (os.path.isfile(ckpt) or os.path.isdir(sharded) or os.path.isdir(sharded + '.old')):
+        raise FileNotFoundError(f"no checkpoint at {ckpt} (nor {SHARDED}/) to resume")
     os.makedirs(out_dir, exist_ok=True)
     lock = open(os.path.join(out_dir, 'train.lock'), 'a+')  # never deleted: deleting would race a new locker
     try:
@@ -198,7 +267,9 @@ def claim_out_dir(out_dir, resume, overwrite):
                          f"another --out_dir") from None
     except OSError as e:  # a file system without locks (Lustre mounted without -o flock, some NFS)
         print(f"WARNING: cannot lock {out_dir} ({one_line(e)}): a second train.py there would not be refused")
-    checkpoints = sorted(glob.glob(os.path.join(out_dir, 'ckpt*.pt')))
+    if os.path.isdir(sharded + '.old') and not os.path.isdir(sharded):  # killed between save_sharded's renames
+        os.rename(sharded + '.old', sharded)
+    checkpoints = sorted(glob.glob(os.path.join(out_dir, 'ckpt*.pt')) + ([sharded] if os.path.isdir(sharded) else []))
     if not resume and checkpoints and not overwrite:
         lock.close()
         raise ValueError(f"{out_dir} holds another run's checkpoint ({os.path.basename(checkpoints[0])}): continue "
@@ -207,10 +278,15 @@ def claim_out_dir(out_dir, resume, overwrite):
     lock.truncate()
     lock.write(f"{os.getpid()}\n")
     lock.flush()
-    # left by a kill in the middle of a save (atomic_write's temporary files), or by the run being replaced
-    stale = glob.glob(os.path.join(out_dir, 'ckpt*.pt.*.tmp')) + (checkpoints if not resume else [])
-    for path in stale:
-        os.remove(path)
+    # left by a kill in the middle of a save (atomic_write's temporary files, a sharded save's folders), or by the
+    # run being replaced
+    stale = [p for p in glob.glob(os.path.join(out_dir, 'ckpt*.pt.*.tmp')) + [sharded + '.tmp', sharded + '.old']
+             if os.path.exists(p)]
+    for path in stale + (checkpoints if not resume else []):
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
     return lock
 
 

@@ -5,6 +5,7 @@ any alternative of the paper, and the baselines it compares with. CPU, one GPU, 
     python train.py config/demo.py                                       # CPU, offline, minutes
     python train.py config/midtrain_gpt2_disp.py --batch_size=8          # one GPU
     torchrun --standalone --nproc_per_node=8 train.py config/midtrain_gpt2_disp.py
+    torchrun --standalone --nproc_per_node=8 train.py config/midtrain_qwen3_8b_disp.py  # FSDP2 (parallel.py)
     python train.py config/demo.py --init_from=resume                    # continue exactly
 
 Each optimizer step trains on a global batch of batch_size * gradient_accumulation_steps windows whose offsets
@@ -13,6 +14,9 @@ process with N times the accumulation trains, and a resumed run sees the same da
 Outputs in out_dir: ckpt.pt (atomic; at every eval, so at the end, and on SIGTERM/SIGINT), ckpt_{step:06d}.pt
 snapshots when asked, metrics.jsonl (one JSON object per logged step), run.json (config, versions, the model
 trained); at the end condensation.json/.csv, heatmap.png, trend.png (measure.py), eval.json if eval_tasks is set.
+With parallel='fsdp' under torchrun, the checkpoint of every eval and signal is the folder ckpt_sharded/ (each
+process writes its shards; resumable on any number of processes, or in one plain process), and ckpt.pt (written at
+the end) and the snapshots hold the full weights only, for measure.py, eval.py, sample.py and HF export.
 A run holds out_dir/train.lock while it lasts (a second train.py there is refused), never replaces another run's
 checkpoints unless told to (overwrite), and on resume keeps the model the checkpoint holds: a model key given that
 contradicts it is an error (checkpoint.check_resume says which keys, and what run.json records of a resume).
@@ -93,6 +97,8 @@ kd_temperature = 2.0
 device = 'auto'              # 'auto' = cuda if available, else cpu
 dtype = 'auto'               # 'auto' = bfloat16 on CUDA when supported, else float32 | float16 | float32
 compile: bool | None = None  # torch.compile the model (and, on CUDA, the regularizer's tiles); None = on for CUDA
+parallel = 'ddp'             # under torchrun: 'ddp' (each GPU holds everything) | 'fsdp' (FSDP2 shards it; parallel.py)
+activation_checkpoint = False  # recompute each block in backward: the same losses, far less activation memory
 seed = 1337
 # -----------------------------------------------------------------------------
 from configurator import configure, die, one_line  # noqa: E402
@@ -103,13 +109,15 @@ config = configure(globals(), given=given_keys)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
-from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
 import losses  # noqa: E402
-from checkpoint import (atomic_write, check_resume, claim_out_dir, from_pretrained, load_checkpoint,  # noqa: E402
-                        open_metrics, restore_rng, save_checkpoint, training_state)
+from checkpoint import (SHARDED, atomic_write, check_resume, claim_out_dir, from_pretrained,  # noqa: E402
+                        load_checkpoint, load_sharded_state, latest_checkpoint, open_metrics, restore_rng,
+                        save_checkpoint, training_state)
 from data import dataset_dir, load_meta, load_tokens  # noqa: E402
 from model import build_model  # noqa: E402
+from parallel import (copy_full_, gather_weights, load_sharded, local, parallelize, save_sharded,  # noqa: E402
+                      shard_optimizer_state)
 
 if reg not in ('none', *losses.REGULARIZERS):
     die(f"unknown regularizer reg='{reg}' (choose from: none, {', '.join(losses.REGULARIZERS)})", 2)
@@ -117,15 +125,19 @@ if reg != 'none' and isinstance(reg_loc, str) and reg_loc not in losses.LOCATION
     die(f"unknown reg_loc='{reg_loc}' (one of: {', '.join(losses.LOCATIONS)}, or a list of hidden-state indices)", 2)
 if reg_impl not in ('auto', 'reference', 'tiled'):
     die(f"unknown reg_impl='{reg_impl}' (choose from: auto, reference, tiled)", 2)
+if parallel not in ('ddp', 'fsdp'):
+    die(f"unknown parallel='{parallel}' (choose from: ddp, fsdp)", 2)
 if sum([reg != 'none', noisy_embedding_alpha > 0, active_forgetting_every > 0]) > 1:
     print("note: several counter-condensation methods are on at once (the paper runs them one at a time)")
 
 # ----------------------------------------------------------------------------- processes and devices
-ddp = int(os.environ.get('RANK', -1)) != -1  # torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
-rank, local_rank, world_size = (int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE')) if ddp else (0, 0, 1)
+distributed = int(os.environ.get('RANK', -1)) != -1  # torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
+rank, local_rank, world_size = ((int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE')) if distributed
+                                else (0, 0, 1))
 master = rank == 0
+fsdp = parallel == 'fsdp' and distributed  # one plain process has nothing to shard
 device = ('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device
-if ddp and device.startswith('cuda'):
+if distributed and device.startswith('cuda'):
     device = f'cuda:{local_rank}'
     torch.cuda.set_device(device)
 device_type = 'cuda' if device.startswith('cuda') else 'cpu'
@@ -133,6 +145,9 @@ device_name = torch.cuda.get_device_name(device) if device_type == 'cuda' else '
 if dtype == 'auto':
     dtype = 'bfloat16' if device_type == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
 compile = device_type == 'cuda' if compile is None else compile
+if parallel == 'fsdp' and dtype == 'float16':
+    die("parallel='fsdp' trains in bfloat16 or float32: float16 would need a sharded loss scaler, which train.py "
+        "does not have", 2)
 if gradient_accumulation_steps % world_size:
     die(f"gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by the {world_size} processes", 2)
 micro_steps = gradient_accumulation_steps // world_size  # micro-steps of this process per optimizer step
@@ -148,14 +163,16 @@ config.update(device=device, dtype=dtype, compile=compile, max_iters=max_iters, 
 if master:
     print(f"tokens per step: {tokens_per_step:,} ({global_batch} windows x {block_size} tokens) | "
           f"{max_iters} steps = {max_iters * tokens_per_step:,} tokens | {world_size} process(es), "
-          f"{micro_steps} micro-step(s) each")
+          f"{micro_steps} micro-step(s) each" + (" | FSDP" if fsdp else ""))
+    if parallel == 'fsdp' and not distributed:
+        print("note: parallel='fsdp' in one process: nothing to shard, training as one plain process")
 if dry_run:
     print(json.dumps(config, indent=2))
     sys.exit(0)
 
-if ddp:
+if distributed:
     dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
-torch.manual_seed(seed + rank)  # dropout and noise differ per rank; the data does not (see get_batch)
+torch.manual_seed(seed)  # every process builds the same initial model (FSDP shards it as it is: nothing is broadcast)
 torch.backends.cuda.matmul.allow_tf32 = True
 torch.backends.cudnn.allow_tf32 = True
 ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
@@ -199,19 +216,26 @@ if master:
         out_dir_lock = claim_out_dir(out_dir, resume=init_from == 'resume', overwrite=overwrite)
     except (OSError, ValueError) as e:
         die(str(e))
-step, resume_ckpt, resume_changes = 0, None, {}
+if distributed:
+    dist.barrier()  # the others read out_dir once the master has claimed it (and tidied what a crash left)
+step, resume_ckpt, resume_changes, resume_from = 0, None, {}, None
 try:
     if init_from == 'scratch':
         model = build_model(arch, data_meta['vocab_size'], block_size, n_layer, n_head, n_embd, mlp_hidden=mlp_hidden,
                             n_kv_head=n_kv_head, head_dim=head_dim, rope_theta=rope_theta, bias=bias, dropout=dropout)
     elif init_from == 'resume':
-        model, resume_ckpt = load_checkpoint(out_dir, trust_checkpoint=trust_checkpoint)
+        resume_from = latest_checkpoint(out_dir)  # ckpt.pt, or an FSDP run's ckpt_sharded/: the later one
+        if os.path.isdir(resume_from):  # its tensors are read once the model is parallelized (load_sharded below)
+            model, resume_ckpt = load_sharded_state(resume_from)
+        else:
+            model, resume_ckpt = load_checkpoint(resume_from, trust_checkpoint=trust_checkpoint)
         resume_changes = check_resume(resume_ckpt, model, config, given_keys, data_meta)
         step = resume_ckpt['step']
     else:
         model = from_pretrained(init_from, dropout=dropout)
 except (FileNotFoundError, ValueError) as e:
     die(str(e))
+torch.manual_seed(seed + rank)  # dropout and noise differ per rank; the data does not (see get_batch)
 config['arch'] = model.arch  # the architecture actually trained (a hub start decides it, not the scratch key)
 if data_meta['vocab_size'] > model.config.vocab_size:
     die(f"dataset vocabulary ({data_meta['vocab_size']}) is larger than the model's ({model.config.vocab_size})")
@@ -222,8 +246,13 @@ try:  # index lists are checked against the real model's depth
     reg_layers = losses.select_layers(num_hidden, reg_loc) if reg != 'none' else []
 except ValueError as e:
     die(f"reg_loc: {e}", 2)
-model.to(device)
-raw_model = model  # unwrapped handle: saved, exported and measured (no prefix stripping anywhere)
+if not fsdp:
+    model.to(device)  # fully_shard moves each block itself: the whole model never sits on one GPU
+# raw_model: the model itself (no wrapper, sharded in place under FSDP): saved, exported and measured (no prefix
+# stripping anywhere). model: what the loop calls (compiled and/or DDP-wrapped). Applied before the optimizer is
+# made, as FSDP replaces the parameters with their shards.
+raw_model = model
+model = parallelize(raw_model, parallel, device, ptdtype, activation_checkpoint, compile)
 
 # ----------------------------------------------------------------------------- the baselines the paper compares with
 # NEFTune (Jain et al. 2023): uniform noise on the token embeddings, in training only. A forward hook keeps
@@ -258,8 +287,7 @@ def forget_embedding(at_step):
     re-implementation also zeroes the pad row, which for GPT-2 is end-of-text; our packed data has no padding,
     so every row is re-drawn."""
     g = torch.Generator(device='cpu').manual_seed(seed * 1_000_003 + at_step)
-    with torch.no_grad():
-        embedding.copy_(torch.randn(embedding.shape, generator=g) * 0.02)
+    copy_full_(embedding, torch.randn(embedding.shape, generator=g) * 0.02)  # under FSDP, each keeps its shard
     state = optimizer.state.get(embedding, {})
     for key in ('exp_avg', 'exp_avg_sq', 'max_exp_avg_sq'):
         if key in state:
@@ -292,12 +320,17 @@ optimizer = raw_model.configure_optimizers(weight_decay, learning_rate, (beta1, 
 scaler = torch.amp.GradScaler(device_type, enabled=ptdtype == torch.float16)
 if resume_ckpt is not None:
     try:
-        optimizer.load_state_dict(resume_ckpt['optimizer'])
+        if os.path.isdir(resume_from):  # the model's and optimizer's tensors, resharded to this run's processes
+            load_sharded(resume_from, raw_model, optimizer)
+        elif fsdp:  # a one-process ckpt.pt: the weights are in already (sharded above); the optimizer's, sliced
+            shard_optimizer_state(raw_model, optimizer, resume_ckpt['optimizer'])
+        else:
+            optimizer.load_state_dict(resume_ckpt['optimizer'])
         if 'scaler' in resume_ckpt:
             scaler.load_state_dict(resume_ckpt['scaler'])
         restore_rng(resume_ckpt)
     except Exception as e:  # a checkpoint whose optimizer or RNG state does not fit this model and run
-        die(f"cannot resume from {out_dir}/ckpt.pt: {one_line(e)}")
+        die(f"cannot resume from {resume_from}: {one_line(e)}")
 
 
 def get_lr(it):
@@ -313,10 +346,6 @@ def get_lr(it):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (learning_rate - min_lr)
 
 
-# ----------------------------------------------------------------------------- compile, DDP
-model = torch.compile(raw_model) if compile else raw_model
-if ddp:
-    model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
 # the regularizer's tiles are fused by torch.compile where that pays (CUDA) and the model is compiled too
 fuse_reg = compile and device_type == 'cuda'
 
@@ -349,14 +378,16 @@ def evaluate():
     from measure import mean_cossim
     model.eval()
     sums = torch.zeros(2 + num_hidden, device=device, dtype=torch.float64)  # loss, windows, cos per layer
-    for k in range(rank, eval_iters, world_size):
-        x, y = get_batch('val', k, 0, batch_size)
+    rounds = math.ceil(eval_iters / world_size)  # FSDP: every process runs as many forwards (each gathers weights)
+    for k in range(rank, rounds * world_size, world_size):
+        x, y = get_batch('val', k % eval_iters, 0, batch_size)
         with autocast:
             _, loss, hidden = raw_model(x, y, return_hidden=True)
-        sums[0] += loss.item() * x.size(0)
-        sums[1] += x.size(0)
-        sums[2:] += torch.tensor(mean_cossim(hidden), device=device, dtype=torch.float64) * x.size(0)
-    if ddp:
+        weight = x.size(0) if k < eval_iters else 0  # one past eval_iters counts for nothing
+        sums[0] += loss.item() * weight
+        sums[1] += weight
+        sums[2:] += torch.tensor(mean_cossim(hidden), device=device, dtype=torch.float64) * weight
+    if distributed:
         dist.all_reduce(sums)
     model.train()
     return (sums[0] / sums[1]).item(), (sums[2:] / sums[1]).tolist()
@@ -364,9 +395,13 @@ def evaluate():
 
 def stop_if_diverged(value=None):
     """The one NaN/inf check, where the loop syncs anyway: the train loss (all-reduced) at log time, the val loss
-    at eval time, the weights (the same on every rank) before each save. Every rank stops; no bad save."""
-    finite = math.isfinite(value) if value is not None else all(torch.isfinite(p).all() for p in raw_model.parameters())
-    if not finite:
+    at eval time, the weights before each save (each process checks what it holds, and they agree). Every rank
+    stops; no bad save."""
+    if value is None:
+        finite = torch.tensor(int(all(torch.isfinite(local(p)).all() for p in raw_model.parameters())), device=device)
+        if distributed:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    if not (math.isfinite(value) if value is not None else finite.item()):
         die(f"{'loss' if value is not None else 'weights'} non-finite at step {step}; stopping without saving "
             f"(the last good checkpoint stays in {out_dir})")
 
@@ -378,15 +413,23 @@ def compute_record():
             'device': device_name}
 
 
-def save(name):
+def save(name, full_weights=False):
+    """ckpt.pt or a snapshot ckpt_{step:06d}.pt; every process calls it. Under FSDP the training state goes to
+    ckpt_sharded/ instead (each process writes its shards), and full_weights=True writes `name` with the full
+    weights only, gathered on the master (the snapshots, and ckpt.pt at the end of the run)."""
     stop_if_diverged()
-    if master:
-        state = training_state(raw_model, optimizer, scaler, step, config, data_meta, compute_record())
-        try:
-            save_checkpoint(state, os.path.join(out_dir, name))
-        except OSError as e:  # a full disk, an out_dir gone or made read-only: the previous file is intact
-            die(f"could not save {os.path.join(out_dir, name)} at step {step}: {one_line(e)} (the file there "
-                f"before, if any, is intact)")
+    path = os.path.join(out_dir, SHARDED if fsdp and not full_weights else name)
+    try:
+        if fsdp and not full_weights:
+            save_sharded(path, raw_model, optimizer, training_state(raw_model, optimizer, scaler, step, config,
+                                                                    data_meta, compute_record()))
+        else:
+            weights = gather_weights(raw_model)  # without FSDP, the model's own state dict
+            if master:
+                save_checkpoint(training_state(raw_model, None if fsdp else optimizer, scaler, step, config,
+                                               data_meta, compute_record(), weights=weights), path)
+    except OSError as e:  # a full disk, an out_dir gone or made read-only: the previous checkpoint is intact
+        die(f"could not save {path} at step {step}: {one_line(e)} (the checkpoint there before, if any, is intact)")
 
 
 # ----------------------------------------------------------------------------- logging
@@ -445,19 +488,20 @@ while step < max_iters:
     for micro in range(micro_steps):
         place = rank * micro_steps + micro  # this micro-step's place among the step's gradient_accumulation_steps
         x, y = get_batch('train', step, place * batch_size, batch_size)
-        if ddp:  # sync gradients only on the last micro-step (what no_sync() does, without the context)
-            model.require_backward_grad_sync = micro == micro_steps - 1
+        if distributed and not fsdp:  # DDP syncs gradients on the last micro-step only (no_sync(), without the
+            model.require_backward_grad_sync = micro == micro_steps - 1  # context); FSDP reduce-scatters each one
         total, ce, reg_value, kd_value = train_loss(x, y, step * gradient_accumulation_steps + place)
         sums[0] += ce.detach()
         if reg_value is not None:
             sums[1] += reg_value.detach()
         if kd_value is not None:
             sums[2] += kd_value.detach()
-        # DDP averages gradients over processes, so each process divides by its own micro-step count only
+        # DDP and FSDP average gradients over processes, so each process divides by its own micro-step count only
         scaler.scale(total / micro_steps).backward()
     if grad_clip > 0:
         scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+        # the norm of the whole gradient, also under FSDP (its DTensor shards reduce across processes)
+        grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
@@ -466,7 +510,7 @@ while step < max_iters:
         forget_embedding(step)
 
     if step % log_interval == 0 or step == max_iters:
-        if ddp:
+        if distributed:
             dist.all_reduce(sums)
         ce_mean, reg_mean, kd_mean = (sums / gradient_accumulation_steps).tolist()
         stop_if_diverged(ce_mean + reg_mean + kd_mean)
@@ -477,8 +521,10 @@ while step < max_iters:
         mfu = mfu if step - step_start > 1 else None
         eta_min = (now - t_start) / (step - step_start) * (max_iters - step) / 60
         record = {'step': step, 'train_loss': ce_mean, 'reg_loss': reg_mean if reg != 'none' else None,
-                  'kd_loss': kd_mean if teacher else None, 'lr': lr, 'emb_lr': emb_lr, 'ms_per_step': dt * 1e3,
-                  'tokens_per_s': tokens_per_step / dt, 'mfu': mfu}
+                  'kd_loss': kd_mean if teacher else None, 'lr': lr, 'emb_lr': emb_lr,
+                  'grad_norm': local(grad_norm).item() if grad_clip > 0 else None,  # before clipping
+                  'ms_per_step': dt * 1e3, 'tokens_per_s': tokens_per_step / dt, 'mfu': mfu,
+                  'mem_gb': torch.cuda.max_memory_allocated(device) / 1e9 if device_type == 'cuda' else None}
         line = f"step {step}/{max_iters} | loss {ce_mean:.4f}"
         line += f" | {reg} {reg_mean:.4f}" if reg != 'none' else ''
         line += f" | kd {kd_mean:.4f}" if teacher else ''
@@ -493,21 +539,24 @@ while step < max_iters:
             f"eval step {step} | val {val_loss:.4f} | mean cos by layer " + " ".join(f"{c:.2f}" for c in cos))
         save('ckpt.pt')
     if snapshot_interval > 0 and step % snapshot_interval == 0:
-        save(f'ckpt_{step:06d}.pt')
+        save(f'ckpt_{step:06d}.pt', full_weights=True)
 
     stop = torch.tensor(len(stop_signal), device=device)
-    if ddp:  # every rank must agree to stop, or the others would hang in the next all-reduce
+    if distributed:  # every rank must agree to stop, or the others would hang in the next all-reduce
         dist.all_reduce(stop)
     if stop.item() > 0:
         save('ckpt.pt')
         if master:
-            print(f"stopped by signal at step {step}; checkpoint saved to {out_dir}/ckpt.pt "
+            print(f"stopped by signal at step {step}; checkpoint saved to {out_dir}/{SHARDED if fsdp else 'ckpt.pt'} "
                   f"(continue with --init_from=resume)", flush=True)
-        if ddp:
+        if distributed:
             dist.destroy_process_group()
         sys.exit(0)
 
 # ----------------------------------------------------------------------------- end of run (ckpt.pt: saved at the last eval)
+if fsdp:  # and ckpt.pt with the full weights, for measure.py, eval.py, sample.py; the master measures that model
+    save('ckpt.pt', full_weights=True)
+    raw_model = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'), device=device)[0] if master else None
 if master:
     # the paper's condensation measurement on val windows: condensation.json and the heatmap (measure.py)
     from measure import measure_run, token_windows, write_outputs
@@ -528,5 +577,5 @@ if master:
                      to_json({'seed': seed, 'config': config, 'compute': compute_record(), **results}))
         print(f"lm-eval results in {out_dir}/eval.json")
     metrics_file.close()
-if ddp:
+if distributed:
     dist.destroy_process_group()

@@ -302,6 +302,12 @@ def test_learning_rate_at_named_steps(tmp_path, lcg_data_dir):
     """Linear warmup over 3 steps from 0 to 1e-2, then cosine to 1e-3 at step 12, read from metrics.jsonl. Steps
     count updates from 1; step s uses lr(s - 1): ((s - 1) / 3) * 1e-2 while warming up (the first update has lr 0,
     as transformers' schedule), then 1e-3 + 4.5e-3 * (1 + cos(pi * (s - 4) / 9)), written out to 8 digits."""
+    out = tmp_path / "lr"
+    train(out, lcg_data_dir, *RECORD_ARGS)
+    lr = {m["step"]: m["lr"] for m in metrics(out) if "lr" in m}
+    expected = {1: 0.0, 2: 3.3333333e-3, 3: 6.6666667e-3, 4: 1e-2, 8: 6.2814168e-3, 12: 1.2713832e-3}
+    for s, v in expected.items():
+        assert lr[s] == pytest.approx(v, abs=1e-10), s
 
 
 def test_learning_rate_is_transformers_cosine_schedule(tmp_path, lcg_data_dir):
@@ -318,12 +324,6 @@ def test_learning_rate_is_transformers_cosine_schedule(tmp_path, lcg_data_dir):
         assert abs(lr[s] - sched.get_last_lr()[0]) <= 1e-12, (s, lr[s], sched.get_last_lr()[0])
         opt.step()
         sched.step()
-    out = tmp_path / "lr"
-    train(out, lcg_data_dir, *RECORD_ARGS)
-    lr = {m["step"]: m["lr"] for m in metrics(out) if "lr" in m}
-    expected = {1: 0.0, 2: 3.3333333e-3, 3: 6.6666667e-3, 4: 1e-2, 8: 6.2814168e-3, 12: 1.2713832e-3}
-    for s, v in expected.items():
-        assert lr[s] == pytest.approx(v, abs=1e-10), s
 
 
 def test_tiny_run_matches_the_stored_record(tmp_path, lcg_data_dir):
