@@ -6,8 +6,8 @@ Results and the exact commands are in docs/measure_bench.md.
     pip install --no-deps embedding-condensation     # --no-deps keeps your torch; see measure_bench.md
     python docs/measure_bench.py                      # random 12 x 768 GPT-2, 100 windows x 512 tokens, CPU
     python docs/measure_bench.py --n_layer=6 --n_embd=384 --device=cuda
-    git archive <commit> | tar -x -C /tmp/before      # an older measure.py, timed in the same run:
-    python docs/measure_bench.py --n_embd=384 --num_samples=48 --baseline=/tmp/before/measure.py --repeats=2
+    mkdir -p out/before && git archive <commit> | tar -x -C out/before # an older measure.py, timed in the same run:
+    python docs/measure_bench.py --n_embd=384 --num_samples=48 --baseline=out/before/measure.py --repeats=2
 
 The package is fed the windows through `texts=` and a stand-in tokenizer that returns, for text "i", window i
 (the package only ever calls tokenizer(text, return_tensors='pt', truncation=True, max_length=...)), so both
