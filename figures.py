@@ -219,3 +219,92 @@ def compare(paths, out_dir):
     plot_heatmaps(runs, os.path.join(out_dir, 'compare.png'))
     plot_trend(runs, os.path.join(out_dir, 'compare_trend.png'))
     return runs
+
+# -----------------------------------------------------------------------------
+# the training figure: drawn from a run's metrics.jsonl (train.py redraws it at every eval)
+
+def read_metrics(path):
+    """metrics.jsonl (or the out_dir holding it) -> list of records, in the order written. A line cut short by a
+    crash (the last one) is skipped: the figure shows what was recorded whole."""
+    if os.path.isdir(path):
+        path = os.path.join(path, 'metrics.jsonl')
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no metrics.jsonl at '{path}'")
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get('step'), int):
+                records.append(record)
+    return records
+
+
+def plot_training(records, path, title=None):
+    """training.png: what a researcher looks at first. Panels, left to right: the train and val loss; the
+    regularizer (and distillation) loss when one is on; the learning rate (and active forgetting's embedding lr);
+    the gradient norm before clipping; and the live condensation probe as an image: the per-hidden-state mean
+    cosine (rows, embedding at the bottom) at each eval step (columns). A panel with nothing recorded is left
+    out. records: metrics.jsonl's dicts (read_metrics)."""
+    from matplotlib.figure import Figure
+
+    def series(key):
+        pts = [(r['step'], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+        return ([s for s, _ in pts], [v for _, v in pts]) if pts else None
+
+    lines = {'loss': [('train', series('train_loss')), ('val', series('val_loss'))],
+             'regularizer': [('reg', series('reg_loss')), ('kd', series('kd_loss'))],
+             'learning rate': [('lr', series('lr')), ('emb_lr', series('emb_lr'))],
+             'grad norm (before clipping)': [('grad_norm', series('grad_norm'))]}
+    panels = {name: [(label, s) for label, s in curves if s] for name, curves in lines.items()}
+    panels = {name: curves for name, curves in panels.items() if curves}
+    probe = [(r['step'], r['mean_cossim']) for r in records if isinstance(r.get('mean_cossim'), list)]
+    probe = [(s, c) for s, c in probe if len(c) == len(probe[-1][1])] if probe else []  # one model, one depth
+    n = len(panels) + bool(probe)
+    if n == 0:
+        raise ValueError("metrics.jsonl holds no step with a loss yet")
+    fig = Figure(figsize=(3.4 * n, 3.2), layout='constrained')
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, (name, curves) in zip(axes, panels.items()):
+        for label, (steps, values) in curves:
+            ax.plot(steps, values, label=label, marker='o' if len(steps) < 3 else None, ms=3)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel('step')
+        ax.ticklabel_format(axis='y', style='sci', scilimits=(-3, 4))
+        if len(curves) > 1:
+            ax.legend(fontsize=7)
+    if probe:
+        ax = axes[-1]
+        steps = [s for s, _ in probe]
+        cos = np.array([c for _, c in probe]).T  # (hidden states, evals)
+        # one column per eval, centred on its step; evenly spaced columns when the evals are (the usual case)
+        im = ax.imshow(cos, origin='lower', aspect='auto', cmap='Reds', vmin=min(0.0, float(cos.min())), vmax=1,
+                       interpolation='nearest',
+                       extent=[-0.5, len(steps) - 0.5, -0.5, cos.shape[0] - 0.5])
+        ax.set_xticks(range(len(steps)))
+        ax.set_xticklabels([str(s) for s in steps], rotation=45 if len(steps) > 6 else 0, fontsize=7)
+        ax.set_xlabel('eval step')
+        ax.set_ylabel('hidden state (0 = embedding)')
+        ax.set_title('mean cosine by hidden state', fontsize=9)
+        fig.colorbar(im, ax=ax)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+if __name__ == '__main__':
+    # python figures.py out-demo            -> out-demo/training.png, drawn from out-demo/metrics.jsonl
+    import sys
+    if len(sys.argv) != 2 or sys.argv[1].startswith('-'):
+        sys.exit("usage: python figures.py <run out_dir or metrics.jsonl>   (draws training.png beside it)")
+    source = sys.argv[1]
+    try:
+        records = read_metrics(source)
+        folder = source if os.path.isdir(source) else os.path.dirname(source) or '.'
+        out = os.path.join(folder, 'training.png')
+        plot_training(records, out, title=os.path.basename(os.path.abspath(folder)))
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    print(f"wrote {out} ({len(records)} records)")

@@ -12,8 +12,9 @@ Each optimizer step trains on a global batch of batch_size * gradient_accumulati
 are a function of (seed, step) alone: N processes split that batch between them, so they train exactly what one
 process with N times the accumulation trains, and a resumed run sees the same data.
 Outputs in out_dir: ckpt.pt (atomic; at every eval, so at the end, and on SIGTERM/SIGINT), ckpt_{step:06d}.pt
-snapshots when asked, metrics.jsonl (one JSON object per logged step), run.json (config, versions, the model
-trained); at the end condensation.json/.csv, heatmap.png, trend.png (measure.py), eval.json if eval_tasks is set.
+snapshots when asked, metrics.jsonl (one JSON object per logged step), training.png (drawn from it at every eval:
+losses, lr, grad norm, the per-layer mean cosine over steps), run.json (config, versions, the model trained); at
+the end condensation.json/.csv, heatmap.png, trend.png (measure.py), eval.json if eval_tasks is set.
 With parallel='fsdp' under torchrun, the checkpoint of every eval and signal is the folder ckpt_sharded/ (each
 process writes its shards; resumable on any number of processes, or in one plain process), and ckpt.pt (written at
 the end) and the snapshots hold the full weights only, for measure.py, eval.py, sample.py and HF export.
@@ -45,9 +46,10 @@ log_interval = 10            # steps between log lines / metrics.jsonl records
 snapshot_interval = 0        # keep ckpt_{step:06d}.pt every this many steps (0 = off)
 condensation_samples = 100   # val windows measured at the end (condensation.json, heatmap.png)
 eval_tasks: str | list = ''  # lm-eval at the end: comma-separated tasks, 'paper' = the ten, '' = none
-wandb_log = False
+wandb_log = False             # log to Weights & Biases too (pip install wandb); metrics.jsonl is written either way
 wandb_project = 'dispersion'
 wandb_run_name = ''
+wandb_run_id = ''            # '' = a new id, kept in the checkpoint: a resumed run continues the same wandb run
 dry_run = False              # resolve and print the config, then exit without touching data or disk
 # data and batch
 batch_size = 8               # windows per micro-step per process
@@ -104,6 +106,11 @@ seed = 1337
 from configurator import configure, die, one_line  # noqa: E402
 given_keys = set()  # the keys a config file or the command line set, whatever their value (resume checks them)
 config = configure(globals(), given=given_keys)
+if wandb_log:  # checked before anything is written, not found after run.json
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        die("wandb_log=True but the wandb package is not installed: pip install wandb, or drop --wandb_log", 2)
 
 # heavy imports after configure: a config error is reported at once
 import numpy as np  # noqa: E402
@@ -437,6 +444,9 @@ stop_signal = []
 for sig in (signal.SIGTERM, signal.SIGINT):  # clusters preempt with SIGTERM: save, then leave
     signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
 hours_before = (resume_ckpt.get('compute') or {}).get('hours', 0.0) if resume_ckpt is not None else 0.0
+if wandb_log and not wandb_run_id and resume_ckpt is not None:  # continue the wandb run of the checkpoint
+    wandb_run_id = config['wandb_run_id'] = resume_ckpt['config'].get('wandb_run_id') or ''
+    resume_changes.pop('wandb_run_id', None)
 del resume_ckpt
 wandb = None
 if master:
@@ -448,6 +458,11 @@ if master:
     print(f"versions: {json.dumps(versions)}")
     print(f"model: {raw_model.arch}, {raw_model.num_params() / 1e6:.2f}M parameters | reg={reg} on hidden states "
           f"{reg_layers} | start at step {step}")
+    if wandb_log:  # before run.json, which records the id
+        import wandb
+        # the id goes into the config before anything is saved: every checkpoint of the run names its wandb run
+        wandb_run_id = config['wandb_run_id'] = wandb_run_id or wandb.util.generate_id()
+        wandb.init(project=wandb_project, name=wandb_run_name or None, id=wandb_run_id, resume='allow', config=config)
     resumed = {'resumed_from_step': step, 'resumed_with_changes': resume_changes} if init_from == 'resume' else {}
     if resume_changes:
         print("resumed with changes to the checkpoint's config: "
@@ -456,9 +471,6 @@ if master:
         'config': config, **resumed, 'versions': versions, 'data_meta': data_meta,
         'model': {'arch': raw_model.arch, 'model_args': dict(vars(raw_model.config)),
                   'num_params': raw_model.num_params()}}, indent=2))
-    if wandb_log:
-        import wandb
-        wandb.init(project=wandb_project, name=wandb_run_name or None, config=config)
     # on resume, the records a crashed run logged past its last checkpoint go: each step is logged once
     metrics_file = open_metrics(out_dir, resume_step=step if init_from == 'resume' else None)
 
@@ -473,6 +485,18 @@ def log(record, line):
         if wandb is not None:
             wandb.log(record, step=record['step'])
         print(line, flush=True)
+
+
+def draw_training():
+    """training.png: the losses, lr, grad norm and the per-layer probe over steps, redrawn from metrics.jsonl at
+    every eval (figures.plot_training; `python figures.py <out_dir>` draws it too). A figure that cannot be drawn
+    is a note, never the end of a run."""
+    from figures import plot_training, read_metrics
+    try:
+        plot_training(read_metrics(metrics_file.name), os.path.join(out_dir, 'training.png'),
+                      title=os.path.basename(os.path.normpath(out_dir)))
+    except Exception as e:  # noqa: BLE001 (matplotlib missing or failing, a full disk: training goes on)
+        print(f"note: training.png not drawn: {one_line(e)}")
 
 
 # ----------------------------------------------------------------------------- training loop
@@ -538,6 +562,8 @@ while step < max_iters:
         log({'step': step, 'val_loss': val_loss, 'mean_cossim': cos},
             f"eval step {step} | val {val_loss:.4f} | mean cos by layer " + " ".join(f"{c:.2f}" for c in cos))
         save('ckpt.pt')
+        if master:
+            draw_training()
     if snapshot_interval > 0 and step % snapshot_interval == 0:
         save(f'ckpt_{step:06d}.pt', full_weights=True)
 
@@ -577,5 +603,7 @@ if master:
                      to_json({'seed': seed, 'config': config, 'compute': compute_record(), **results}))
         print(f"lm-eval results in {out_dir}/eval.json")
     metrics_file.close()
+    if wandb is not None:
+        wandb.finish()
 if distributed:
     dist.destroy_process_group()
