@@ -7,16 +7,27 @@ torch, no lm-eval.
     python tables.py out/*/eval.json --table_out=out/table2.md           # also writes out/table2.md and .csv
     python tables.py out/*/eval.json --reference='L_train + decorrelation'    # the t-tests against another row
     python tables.py out/*/eval.json --ttest=welch                       # Welch's t-test instead of Student's
+    python tables.py out/*/eval.json --select=final                      # each run's final model, not its best step
 
 A run file is the --out JSON of eval.py, or the eval.json a train.py run leaves when its eval_tasks key is set.
 Runs are grouped into rows by method label: the label eval.py wrote (its --label, else method_label() of the
 training config), else method_label() of the training config in train.py's eval.json, else the model's name.
-Rows come in the order their labels first appear; the columns are the paper's tasks in its order (COLUMNS), then
-any other task of every run, by name. A run's training time is its 'compute' record (train.py writes it into
-eval.json and the checkpoint, eval.py --out copies it from the checkpoint): device-hours, summed over resumes.
+Rows come in the order their labels first appear (after the base model's, below); the columns are the paper's
+tasks in its order (COLUMNS), then any other task of every run, by name. A run's training time is its 'compute'
+record (train.py writes it into eval.json and the checkpoint, eval.py --out copies it from the checkpoint):
+device-hours, summed over resumes.
+
+Which evaluation of a run: train.py's eval.json keeps every lm-eval of the run in 'history' ({'step', 'results'}
+each, step 0 first when the model was evaluated before any update) and the final one in 'results'. As the official
+runs' Table 2 (KrishnaswamyLab/LM-Dispersion, plot_results.py: best_training_step_per_seed), --select=best shows,
+per seed, the evaluation with the best average over the accuracy tasks (the first on ties, step 0 included) and
+every column at that step; --select=final the final evaluation. The default is best when every run file has its
+history, else final (older eval.json files, eval.py --out files); the line under the table says which, and the
+steps chosen. The paper's first row, the base model ('no mid-training'), is the step-0 evaluations of the L_train
+runs, one per seed, ranked and t-tested like any other row.
 
 `python eval.py --table a.json b.json ... --table_out=... --reference=... --ttest=...` is the same command: eval.py
-hands the run files and those three keys to main() here.
+hands the run files and those three keys to main() here (--select keeps its default there).
 """
 
 import json
@@ -31,6 +42,8 @@ from configurator import config_keys, configure, die, one_line
 table_out = ''   # also write the table as markdown to this file and as CSV beside it (same name, .csv)
 reference = ''   # the method the t-tests compare to; '' = the label containing 'dispersion', if any
 ttest = 'student'  # 'student' (equal variances, the paper's) | 'welch': the t-test of the per-seed averages
+select = ''  # 'best': per seed, the evaluation with the best average (the paper's) | 'final' | '' = best if every run
+             # file has its evaluation history (train.py's 'history'), else final
 # -----------------------------------------------------------------------------
 CONFIG_KEYS = config_keys(globals())  # configured only when run as a script: eval.py imports this file
 
@@ -45,6 +58,7 @@ LOWER_IS_BETTER = {'word_perplexity', 'byte_perplexity', 'bits_per_byte', 'perpl
 ACC_DIGITS = 1  # accuracies (in %) are shown, and ranked, to one decimal, as in the paper
 TTESTS = {'student': True, 'welch': False}  # --ttest -> scipy.stats.ttest_ind's equal_var
 BASELINE = 'L_train'  # the row the training times are divided by (the mid-trained baseline), when present
+BASE_ROW = 'no mid-training'  # the paper's first row: the base model, from the BASELINE runs' step-0 evaluations
 
 # -----------------------------------------------------------------------------
 # one run: its row name and its scores
@@ -83,8 +97,9 @@ def method_label(train_config):
 
 def load_run(path):
     """A --out JSON of eval.py, or the eval.json of a train.py run -> {'label', 'seed', 'scores': {task: (metric,
-    value)}, 'compute': {'hours', 'processes', 'device'} or None, 'path'}, scores of every task but the subtasks
-    below a group (a group is one column)."""
+    value)}, 'compute': {'hours', 'processes', 'device'} or None, 'path', 'history': [(step, scores), ...] or None,
+    'step': None}: 'scores' those of the final evaluation ('results'), 'history' train.py's every evaluation, each
+    of every task but the subtasks below a group (a group is one column)."""
     try:
         with open(path) as f:
             run = json.load(f)
@@ -102,13 +117,93 @@ def load_run(path):
                                     and not isinstance(compute['hours'], bool)):
         die(f"{path}: 'compute' is not a training time record ({{'hours': <float>, 'processes', 'device'}})")
     below_groups = subtasks(run.get('group_subtasks'))
+    history = run.get('history')  # train.py's every evaluation, in step order; absent in older files and eval.py's
+    if history is not None:
+        entry_ok = lambda e: (isinstance(e, dict) and isinstance(e.get('step'), int) and not isinstance(e['step'], bool)
+                              and isinstance(e.get('results'), dict) and e['results'])
+        if not isinstance(history, list) or not history or not all(map(entry_ok, history)):
+            die(f"{path}: 'history' is not a list of evaluations ({{'step': <int>, 'results': {{...}}}}, ...)")
+        history = [(e['step'], task_scores(e['results'], below_groups)) for e in history]
+    return {'label': run_label, 'seed': run.get('seed', config.get('seed')), 'compute': compute, 'path': path,
+            'scores': task_scores(run['results'], below_groups), 'history': history, 'step': None}
+
+
+def task_scores(results, below_groups):
+    """lm-eval's results -> {task: (metric, value)}, the tables' metric of every task but the subtasks below a group."""
     scores = {}
-    for task, metrics in run['results'].items():
-        r = reported(task, metrics) if task not in below_groups else None
+    for task, metrics in results.items():
+        r = reported(task, metrics) if task not in below_groups and isinstance(metrics, dict) else None
         if r is not None:
             scores[task] = r[:2]
-    return {'label': run_label, 'seed': run.get('seed', config.get('seed')), 'scores': scores, 'compute': compute,
-            'path': path}
+    return scores
+
+# -----------------------------------------------------------------------------
+# which evaluation of a run the table shows
+
+
+def columns(score_sets):
+    """The tasks every score set has, the paper's first in its order (COLUMNS), then by name; and those left out."""
+    common = set.intersection(*(set(s) for s in score_sets))
+    dropped = sorted(set.union(*(set(s) for s in score_sets)) - common)
+    return [t for t in COLUMNS if t in common] + sorted(common - set(COLUMNS)), dropped
+
+
+def average(scores, tasks):
+    """The mean of the accuracies (fractions, as lm-eval writes them) of tasks, over the finite ones; nan if none.
+    The official selection's average (plot_results.py, _average_scalar_at_step_single_seed): the same values, in
+    the same order, so the same float."""
+    values = [scores[t][1] for t in tasks if np.isfinite(scores[t][1])]
+    return float(np.mean(values)) if values else float('nan')
+
+
+def best_evaluation(history, tasks):
+    """(step, scores) of the evaluation with the best average over tasks, the first in step order on ties; step 0
+    (the model before any update) is a candidate like any other. The rule of the official runs' Table 2
+    (KrishnaswamyLab/LM-Dispersion, plot_results.py: best_training_step_per_seed). None if no average is finite.
+    Its candidates come in file-name order (lm_eval_begin_0, lm_eval_end_<N>, then lm_eval_interval_<step> sorted
+    as strings): the two orders pick differently only on an exact tie that involves the final evaluation or
+    interval steps of different digit counts."""
+    best, best_avg = None, -np.inf
+    for step, scores in sorted(history, key=lambda e: e[0]):  # stable: equal steps keep their order
+        avg = average(scores, tasks)
+        if np.isfinite(avg) and avg > best_avg:  # '>': a later tie does not replace the first maximum
+            best, best_avg = (step, scores), avg
+    return best
+
+
+def select_evaluations(runs, select=''):
+    """The runs as the table shows them: each with 'scores' of the evaluation select names ('best': per run, the
+    one with the best average over the accuracy tasks every evaluation has; 'final': the final one; '': best when
+    every run has a history, else final) and its 'step' where known; first the BASE_ROW row, the step-0
+    evaluations of the BASELINE runs that have one (the model before mid-training, one per seed), as the paper's
+    Table 2 opens with it. Returns (runs, the rule used)."""
+    lacking = next((r['path'] for r in runs if r['history'] is None), None)
+    if select == 'best' and lacking:
+        die(f'{lacking}: no evaluation history (a train.py run from before it kept one, or an eval.py --out file): '
+            'it has only its final evaluation: use --select=final', 2)
+    if not select:
+        select = 'final' if lacking else 'best'
+        if lacking and any(r['history'] is not None for r in runs):
+            print(f'warning: {lacking} has no evaluation history: the table shows every run\'s final evaluation '
+                  '(--select=final)', file=sys.stderr)
+    base = []
+    for r in runs:
+        step0 = next((scores for step, scores in r['history'] or [] if step == 0), None)
+        if r['label'] == BASELINE and step0 is not None:  # no training time: it was not mid-trained
+            base.append(dict(r, label=BASE_ROW, compute=None, scores=step0, step=0))
+    if select == 'final':
+        return base + runs, select
+    tasks, _ = columns([scores for r in runs for _, scores in r['history']])
+    tasks = [t for t in tasks if runs[0]['history'][0][1][t][0] not in LOWER_IS_BETTER]
+    if not tasks:
+        die('the runs\' evaluations have no accuracy task in common: nothing to select the best evaluation by')
+    chosen = []
+    for r in runs:
+        best = best_evaluation(r['history'], tasks)
+        if best is None:
+            die(f"{r['path']}: no evaluation in its history has a finite average over {', '.join(tasks)}")
+        chosen.append(dict(r, step=best[0], scores=best[1]))
+    return base + chosen, select
 
 # -----------------------------------------------------------------------------
 # the statistics across runs
@@ -150,13 +245,11 @@ def table_stats(runs, reference='', ttest='student'):
         seen[key] = r['path']
     methods = list(dict.fromkeys(r['label'] for r in runs))
     by_method = {m: [r for r in runs if r['label'] == m] for m in methods}
-    common = set.intersection(*(set(r['scores']) for r in runs))
-    dropped = sorted(set.union(*(set(r['scores']) for r in runs)) - common)
+    tasks, dropped = columns([r['scores'] for r in runs])
     if dropped:
         print(f"warning: left out tasks not in every run: {', '.join(dropped)}", file=sys.stderr)
-    if not common:
+    if not tasks:
         die('the runs have no task in common')
-    tasks = [t for t in COLUMNS if t in common] + sorted(common - set(COLUMNS))
     metric = {t: runs[0]['scores'][t][0] for t in tasks}
     percent = {t: metric[t] not in LOWER_IS_BETTER for t in tasks}  # accuracies in [0, 1] -> percent
     acc_tasks = [t for t in tasks if percent[t]]
@@ -165,7 +258,8 @@ def table_stats(runs, reference='', ttest='student'):
                   for t in tasks} for m in methods}
     std = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float('nan')
     table = {'tasks': tasks, 'metric': metric, 'percent': percent, 'methods': methods,
-             'n': {m: len(by_method[m]) for m in methods},
+             'n': {m: len(by_method[m]) for m in methods}, 'select': 'final',
+             'steps': {m: [(r['seed'], r.get('step')) for r in by_method[m]] for m in methods},
              'mean': {m: {t: float(values[m][t].mean()) for t in tasks} for m in methods},
              'std': {m: {t: std(values[m][t]) for t in tasks} for m in methods}}
     per_seed_avg = {m: np.mean([values[m][t] for t in acc_tasks], axis=0) if acc_tasks else np.array([np.nan])
@@ -237,7 +331,24 @@ def format_markdown(table):
                  f'then mean ± std. t-test: {test} (scipy.stats.ttest_ind, equal_var={TTESTS[table["ttest"]]}) on the per-seed '
                  f'averages {ref}; a single-run method counts as zero variance (one-sample t-test).'
                  + (time_note(table) if timed else ''))
+    lines.append('')
+    lines.append(selection_note(table))
     return '\n'.join(lines) + '\n'
+
+
+def selection_note(table):
+    """The line under the table that says which evaluation of each run it shows, and at which steps."""
+    if table['select'] == 'best':
+        note = ('Evaluation shown: per seed, the one with the best average over the accuracy tasks (the first on '
+                'ties; step 0 included), every column at that step (--select=best, the paper\'s rule).')
+    else:
+        note = 'Evaluation shown: each run\'s final one (--select=final).'
+    if BASE_ROW in table['methods']:
+        note += (f" '{BASE_ROW}': the step-0 evaluations (before any update) of the '{BASELINE}' runs, one per "
+                 'seed.')
+    steps = [f"{m} {', '.join(f'{step} (seed {seed})' for seed, step in table['steps'][m])}"
+             for m in table['methods'] if m != BASE_ROW and all(step is not None for _, step in table['steps'][m])]
+    return note + (f" Steps: {'; '.join(steps)}." if steps else '')
 
 
 def time_note(table):
@@ -254,25 +365,31 @@ def format_csv(table):
     w = csv.writer(buf, lineterminator='\n')
     w.writerow(['method', 'seeds', 'train_hours', 'train_hours_ratio']
                + [f'{t}_{k}' for t in table['tasks'] for k in ('mean', 'std')]
-               + ['rank', 'average_mean', 'average_std', 'p_value', 'significance'])
+               + ['rank', 'average_mean', 'average_std', 'p_value', 'significance', 'selection', 'steps'])
     for m in table['methods']:
+        steps = ' '.join(f'{seed}:{step}' for seed, step in table['steps'][m] if step is not None)  # seed:step
         w.writerow([m, table['n'][m], repr(table['hours'][m]), repr(table['hours_ratio'][m])]
                    + [repr(table[k][m][t]) for t in table['tasks'] for k in ('mean', 'std')]
-                   + [repr(table[k][m]) for k in ('rank', 'avg_mean', 'avg_std', 'p')] + [table['band'][m]])
+                   + [repr(table[k][m]) for k in ('rank', 'avg_mean', 'avg_std', 'p')] + [table['band'][m]]
+                   + ['step 0' if m == BASE_ROW else table['select'], steps])
     return buf.getvalue()
 
 # -----------------------------------------------------------------------------
 # command line
 
 
-def main(paths, table_out='', reference='', ttest='student'):
+def main(paths, table_out='', reference='', ttest='student', select=''):
     """Print the table of the run files at paths as markdown; with table_out, also write it there and as CSV
     beside it. This file's command line and eval.py --table both end here."""
     if not paths:
         die('no run json files given: python tables.py run1.json run2.json ...', 2)
     if ttest not in TTESTS:
         die(f"--ttest expects {' or '.join(TTESTS)}, got {ttest!r}", 2)
-    table = table_stats([load_run(p) for p in paths], reference, ttest)
+    if select not in ('', 'best', 'final'):
+        die(f"--select expects best or final (or '' for best when every run has its history), got {select!r}", 2)
+    runs, select = select_evaluations([load_run(p) for p in paths], select)
+    table = table_stats(runs, reference, ttest)
+    table['select'] = select
     md = format_markdown(table)
     print(md, end='')
     if table_out:
@@ -298,4 +415,4 @@ def split_run_files(argv):
 if __name__ == '__main__':
     argv, run_files = split_run_files(sys.argv[1:])
     configure(globals(), argv=argv, keys=CONFIG_KEYS)
-    main(run_files, table_out, reference, ttest)
+    main(run_files, table_out, reference, ttest, select)
