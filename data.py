@@ -6,14 +6,26 @@ token) and `meta.json` = {"tokenizer": "byte" | "gpt2" | "<hub id or tokenizer d
 "uint32", "vocab_size": int, "eot_token": int}. Readers (train.py, measure.py, eval.py, sample.py):
 
     from data import dataset_dir, load_meta, load_tokens, get_tokenizer
-    d = dataset_dir('pydocs')             # a name under data/ or a path; pydocs is prepared on first use
+    d = dataset_dir('wikitext')           # a name under data/ or a path; prepared on first use (see below)
     meta = load_meta(d)
     train_ids = load_tokens(d, 'train')   # np.memmap, dtype from meta.json
     tok = get_tokenizer(meta['tokenizer']); print(tok.decode(train_ids[:100]))
 
 Writers are the scripts `data/<name>/prepare.py`; they all go through `write_tokens` below.
+
+First use: dataset_dir prepares a dataset that has a prepare script (pydocs, wikitext, wikitext_qwen3, fineweb_edu,
+fineweb_edu_qwen3: FIRST_USE below, and any other data/<name>/prepare.py) when its folder has no meta.json, by
+running that script with --out_dir=the folder: by name in data/<name>, or at a path that ends in the name
+(--dataset=/scratch/wikitext prepares wikitext there). Under torchrun one process prepares and the others wait for
+it (a file lock in the folder, see prepare_on_first_use). The environment variable DATA_PREPARE_ARGS adds arguments
+to those runs, a JSON object {dataset name: [arguments]}: local files in place of the hub (offline machines, tests),
+another tokenizer. From Python:
+    os.environ['DATA_PREPARE_ARGS'] = json.dumps({'wikitext': ["--data_files={'train': 'wiki.train.raw', "
+                                                               "'validation': 'wiki.valid.raw'}"]})
 """
 
+import fcntl
+import glob
 import json
 import os
 import subprocess
@@ -26,6 +38,18 @@ import numpy as np
 from configurator import one_line
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')  # where dataset names live
+SCRIPTS_DIR = DATA_DIR  # where the prepare scripts live (DATA_DIR may point elsewhere; these stay with the code)
+# datasets prepared on first use: name -> (folder of its prepare.py under data/, its arguments, what it reads)
+FIRST_USE = {
+    'pydocs': ('pydocs', (), "reads the standard library's docstrings, a few seconds"),
+    'wikitext': ('wikitext', (), 'downloads Salesforce/wikitext from the Hugging Face hub'),
+    'wikitext_qwen3': ('wikitext', ('--tokenizer=Qwen/Qwen3-0.6B',),
+                       'downloads Salesforce/wikitext and the Qwen3 tokenizer from the Hugging Face hub'),
+    'fineweb_edu': ('fineweb_edu', (), 'downloads codelion/fineweb-edu-1B from the Hugging Face hub'),
+    'fineweb_edu_qwen3': ('fineweb_edu', ('--tokenizer=Qwen/Qwen3-0.6B',),
+                          'downloads codelion/fineweb-edu-1B and the Qwen3 tokenizer from the Hugging Face hub'),
+}
+PREPARE_ARGS_ENV = 'DATA_PREPARE_ARGS'
 META_KEYS = ('tokenizer', 'dtype', 'vocab_size', 'eot_token')
 BYTE_EOT = 256  # the byte tokenizer's end-of-text id, one past the 256 byte values
 FILE_FORMATS = {'txt': 'text', 'raw': 'text', 'json': 'json', 'jsonl': 'json', 'parquet': 'parquet'}  # --data_files
@@ -35,20 +59,16 @@ FILE_FORMATS = {'txt': 'text', 'raw': 'text', 'json': 'json', 'jsonl': 'json', '
 
 
 def dataset_dir(dataset):
-    """Folder of a dataset: a name under data/ (e.g. 'pydocs', 'wikitext') or a path (anything with a slash)."""
+    """Folder of a dataset: a name under data/ (e.g. 'pydocs', 'wikitext') or a path (anything with a slash).
+    A folder without meta.json whose name has a prepare script (first_use_recipe) is prepared first."""
     is_name = '/' not in dataset and os.sep not in dataset and dataset not in ('.', '..')
     path = os.path.join(DATA_DIR, dataset) if is_name else dataset
     if os.path.isfile(os.path.join(path, 'meta.json')):
         return path
-    if is_name and dataset == 'pydocs':
-        # the offline default corpus builds itself in a few seconds; a subprocess keeps the ~300 stdlib
-        # imports it needs (and their side effects) out of the caller, and makes its bytes independent of it
-        print(f"preparing the pydocs corpus in {path} (first use, a few seconds)")
-        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'pydocs', 'prepare.py')
-        result = subprocess.run([sys.executable, script, f'--out_dir={path}'])
-        if result.returncode != 0:
-            raise FileNotFoundError(f"dataset 'pydocs' could not be prepared (exit code {result.returncode}); "
-                                    f"see the error above, or run python {script}")
+    name = os.path.basename(os.path.normpath(path))
+    recipe = first_use_recipe(name)
+    if recipe:
+        prepare_on_first_use(name, path, *recipe)
         return path
     if is_name:
         how = f"python data/{dataset}/prepare.py" if os.path.isdir(path) else "a data/<name>/prepare.py script"
@@ -61,6 +81,77 @@ def dataset_dir(dataset):
                                 f"--out_dir={path})")
     raise FileNotFoundError(f"{path} has no meta.json (write the dataset with python data/<name>/prepare.py "
                             f"--out_dir={path})")
+
+
+def first_use_recipe(name):
+    """(prepare script, its arguments, a few words on what it reads) for a dataset name, or None: FIRST_USE, else
+    data/<name>/prepare.py with no arguments; DATA_PREPARE_ARGS[name] is added to the arguments."""
+    folder, args, source = FIRST_USE.get(name) or (name, (), f'runs data/{name}/prepare.py')
+    script = os.path.join(SCRIPTS_DIR, folder, 'prepare.py')
+    if not os.path.isfile(script):
+        return None
+    extra = prepare_args_from_env().get(name, [])
+    if extra:  # these may replace the hub by local files: say what runs instead
+        source = f"{PREPARE_ARGS_ENV} adds {' '.join(extra)}"
+    return script, [*args, *extra], source
+
+
+def prepare_args_from_env():
+    """DATA_PREPARE_ARGS: a JSON object {dataset name: [arguments of its prepare script]}, or {} when unset."""
+    text = os.environ.get(PREPARE_ARGS_ENV, '').strip()
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{PREPARE_ARGS_ENV} is not valid JSON ({e})") from None
+    if not (isinstance(value, dict) and all(isinstance(v, list) and all(isinstance(a, str) for a in v)
+                                            for v in value.values())):
+        raise ValueError(f"{PREPARE_ARGS_ENV} must be a JSON object {{dataset name: [arguments]}}, got {text[:100]}")
+    return value
+
+
+def prepare_on_first_use(name, path, script, args, source):
+    """Run `python script args --out_dir=path` unless path already holds meta.json, once for all the processes of
+    a job: an exclusive flock on path/prepare.lock. Whoever gets it first prepares; the others block on it, then
+    find meta.json and read the files. No torch.distributed is needed, so this works before (or without) a process
+    group. On several nodes, a shared file system serializes them through the same lock (where it supports flock:
+    NFS does, Lustre only when mounted with -o flock); with separate disks each node prepares its own copy.
+    A preparation that stops (error, Ctrl-C, SIGKILL, full disk) leaves no meta.json, as write_tokens writes it
+    last, so the next run prepares again; the processes that were waiting for it fail instead of each retrying."""
+    meta = os.path.join(path, 'meta.json')
+    try:
+        os.makedirs(path, exist_ok=True)
+        lock = open(os.path.join(path, 'prepare.lock'), 'a')  # never deleted: deleting would race a new locker
+    except OSError as e:
+        raise ValueError(f"cannot prepare dataset '{name}' in {path}: {one_line(e)}") from None
+    with lock:
+        waited, locked = False, True
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waited = True
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the holder ends, however it ends
+        except OSError as e:  # a file system without locks: concurrent preparations write the same bytes, each
+            locked = False    # file renamed into place whole, so they are only wasted work
+            print(f"WARNING: cannot lock {path} ({one_line(e)}): every process of a job prepares '{name}' itself")
+        if os.path.isfile(meta):
+            return
+        if waited:
+            raise FileNotFoundError(f"dataset '{name}': the process preparing it in {path} stopped before the end "
+                                    f"(see its error above); run again to prepare it again")
+        if locked:  # temporary files of a preparation that was killed (atomic_write's <file>.<pid>.tmp)
+            for tmp in glob.glob(os.path.join(path, '*.tmp')):
+                os.remove(tmp)
+        print(f"preparing dataset '{name}' in {path} (first use; {source})", flush=True)
+        # a fresh interpreter keeps the script's imports (and their side effects) out of the caller, and the bytes
+        # independent of it; it holds the lock too (an inherited descriptor), so a preparation that outlives this
+        # process (killed by torchrun when another process fails) still keeps the next run waiting until its end
+        cmd = [sys.executable, script, *args, f'--out_dir={path}']
+        result = subprocess.run(cmd, pass_fds=(lock.fileno(),))
+        if result.returncode != 0 or not os.path.isfile(meta):
+            raise FileNotFoundError(f"dataset '{name}' could not be prepared (exit code {result.returncode}; see the "
+                                    f"error above), or prepare it yourself: python {' '.join(cmd[1:])}")
 
 
 def token_dtype(vocab_size):
@@ -279,17 +370,18 @@ def _encoded_batches(docs, tokenizer_name, tok, num_proc, docs_per_batch=256):
             yield pending.popleft().get()
 
 
-def write_tokens(out_dir, tokenizer_name, splits, num_proc=1, max_tokens=None):
+def write_tokens(out_dir, tokenizer_name, splits, num_proc=1, max_tokens=None, doc_counts=None):
     """Tokenize documents into out_dir/{split}.bin for each split, then write out_dir/meta.json.
 
     splits: {'train': docs, 'val': docs}, each an iterable of strings (a list, a generator, `texts(dataset)`).
     Empty and whitespace-only documents are dropped (as the paper's preprocessing drops empty rows); every
     other document is followed by the end-of-text token, so a .bin file is one flat stream that train.py
     samples windows from. max_tokens caps the train split (cut at exactly that many tokens, mid-document).
+    doc_counts: {split: number of documents}, the progress bar's total where docs has no len() (a generator).
     The output is a function of the documents and the tokenizer alone (num_proc does not change a byte).
-    Every file goes through checkpoint.atomic_write (a temporary name, then a rename), meta.json last, so a crash
-    never leaves a half-written file, and concurrent writers of the same data (DDP ranks preparing pydocs) are
-    harmless.
+    An old meta.json goes first and the new one comes last, and every file goes through checkpoint.atomic_write
+    (a temporary name, then a rename): a crash, a kill or a full disk never leaves a half-written file, and a
+    folder is either complete or has no meta.json (which readers need, and dataset_dir then prepares again).
     """
     from tqdm import tqdm
     # imported here, not at the top: checkpoint imports torch, and data/pydocs/prepare.py imports this file before
@@ -298,29 +390,32 @@ def write_tokens(out_dir, tokenizer_name, splits, num_proc=1, max_tokens=None):
     tok = get_tokenizer(tokenizer_name)
     meta = {'tokenizer': tokenizer_name, 'dtype': token_dtype(tok.vocab_size),
             'vocab_size': tok.vocab_size, 'eot_token': tok.eot_token}
-    meta_text = json.dumps(meta, indent=2) + '\n'
     os.makedirs(out_dir, exist_ok=True)
     meta_path = os.path.join(out_dir, 'meta.json')
     if os.path.isfile(meta_path):
-        with open(meta_path) as f:
-            stale = f.read() != meta_text
-        if stale:
-            os.remove(meta_path)  # new bins under an old meta.json (another dtype) would read as garbage
+        os.remove(meta_path)  # until the new one is written, old and new .bin files may be mixed here
+    # a bar on stderr even in a log file (not a terminal): there, one line every 30 seconds instead of 10 a second
+    interval = 0.1 if sys.stderr.isatty() else 30
     written = {}
     for split, docs in splits.items():
         cap = max_tokens if split == 'train' else None
+        total = (doc_counts or {}).get(split) or (len(docs) if hasattr(docs, '__len__') else None)
         docs = (d for d in docs if d and not d.isspace())
 
         def write_bin(f):  # streams the split into atomic_write's temporary file, batch by batch
             num_docs = num_tokens = 0
-            with tqdm(desc=split, unit='tok', unit_scale=True, total=cap, disable=None) as bar:
+            # tokens done of the cap where there is one, else documents done of their number
+            bar = tqdm(desc=split, unit='tok', unit_scale=True, total=cap, mininterval=interval) if cap else \
+                tqdm(desc=split, unit='doc', total=total, mininterval=interval)
+            with bar:
                 for ids in _encoded_batches(docs, tokenizer_name, tok, num_proc):
                     if cap is not None and num_tokens + len(ids) > cap:
                         ids = ids[:cap - num_tokens]
-                    num_docs += int((ids == tok.eot_token).sum())  # whole documents written
+                    docs_in_batch = int((ids == tok.eot_token).sum())  # whole documents written
                     ids.astype(meta['dtype']).tofile(f)
+                    num_docs += docs_in_batch
                     num_tokens += len(ids)
-                    bar.update(len(ids))
+                    bar.update(len(ids) if cap else docs_in_batch)
                     if cap is not None and num_tokens >= cap:
                         break
             if num_tokens == 0:
@@ -328,7 +423,7 @@ def write_tokens(out_dir, tokenizer_name, splits, num_proc=1, max_tokens=None):
             written[split] = (num_docs, num_tokens)
 
         atomic_write(os.path.join(out_dir, f'{split}.bin'), write_bin)
-    atomic_write(meta_path, meta_text)
+    atomic_write(meta_path, json.dumps(meta, indent=2) + '\n')
     for split, (num_docs, num_tokens) in written.items():
         print(f"{split}.bin: {num_docs:,} documents, {num_tokens:,} tokens ({meta['dtype']})")
     print(f"wrote {out_dir} (tokenizer {tokenizer_name}, vocab_size {tok.vocab_size}, eot {tok.eot_token})")

@@ -1,6 +1,7 @@
 """data.py, the prepare scripts and sample.py: token files and their checks, the tokenizers (byte, tiny BPEs built
 here with `tokenizers`, the byte tokenizer's transformers twin), each prepare script end to end on local files
-through the same datasets code as the hub, the pydocs corpus, and sampling from a tiny checkpoint.
+through the same datasets code as the hub, the pydocs corpus, preparation on first use (one process of a torchrun
+job prepares; an interrupted one is never taken as complete), and sampling from a tiny checkpoint.
 
 python -m pytest -q tests/test_data.py
 """
@@ -9,8 +10,10 @@ import io
 import json
 import os
 import runpy
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -235,17 +238,22 @@ def test_load_tokens(tmp_path):
 
 def test_dataset_dir_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DATA_DIR", str(tmp_path))
-    (tmp_path / "wikitext").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"'wikitext' is not prepared.*python data/wikitext/prepare.py"):
-        data.dataset_dir("wikitext")
-    with pytest.raises(FileNotFoundError, match="'nope' is not prepared.*datasets under data/: wikitext"):
+    (tmp_path / "mydata").mkdir()  # no prepare script anywhere for this name
+    with pytest.raises(FileNotFoundError, match=r"'mydata' is not prepared.*python data/mydata/prepare.py"):
+        data.dataset_dir("mydata")
+    with pytest.raises(FileNotFoundError, match="'nope' is not prepared.*datasets under data/: mydata"):
         data.dataset_dir("nope")
     with pytest.raises(FileNotFoundError, match="dataset directory .*missing not found"):
         data.dataset_dir(str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="has no meta.json"):
-        data.dataset_dir(str(tmp_path / "wikitext"))
+        data.dataset_dir(str(tmp_path / "mydata"))
     d = write_meta(tmp_path / "mine")
     assert data.dataset_dir("mine") == d and data.dataset_dir(d) == d
+    for bad, message in (("{not json", "is not valid JSON"), ('{"wikitext": "--tokenizer=byte"}', "must be a JSON")):
+        monkeypatch.setenv("DATA_PREPARE_ARGS", bad)
+        with pytest.raises(ValueError, match=f"DATA_PREPARE_ARGS {message}") as e:
+            data.dataset_dir("wikitext")
+        assert "\n" not in str(e.value) and not (tmp_path / "wikitext").exists()  # refused before writing
 
 # -----------------------------------------------------------------------------
 # the prepare scripts
@@ -255,7 +263,8 @@ def test_pydocs_prepared_on_first_use_and_deterministic(tmp_path, monkeypatch, c
     monkeypatch.setattr(data, "DATA_DIR", str(tmp_path))
     d = data.dataset_dir("pydocs")  # runs data/pydocs/prepare.py in a fresh interpreter
     assert d == str(tmp_path / "pydocs")
-    assert "preparing the pydocs corpus" in capsys.readouterr().out
+    assert f"preparing dataset 'pydocs' in {d} (first use" in capsys.readouterr().out
+    assert sorted(os.listdir(d)) == ["meta.json", "prepare.lock", "train.bin", "val.bin"]
     assert data.load_meta(d) == {"tokenizer": "byte", "dtype": "uint16", "vocab_size": 257, "eot_token": 256}
     # the documents again, in another interpreter with another hash seed: set order must not leak into the bytes
     listing = tmp_path / "docs.json"
@@ -381,6 +390,144 @@ def test_write_tokens_failure_leaves_no_partial_files(tmp_path, tokenizer_dirs):
     assert sorted(os.listdir(out)) == ["train.bin", "val.bin"]
     assert np.fromfile(out / "train.bin", dtype=np.uint16).tolist() == rust_ids(small, "Alpha beta") + [400]
     assert np.fromfile(out / "val.bin", dtype=np.uint16).tolist() == list("é".encode()) + [256]
+
+
+# -----------------------------------------------------------------------------
+# preparation on first use: one process of a job prepares, an interrupted preparation is never taken as complete
+
+
+def wikitext_source(tmp_path, copies=20):
+    """WikiText-style files with enough tokens for a few training windows: the test articles, retitled."""
+    def retitled(articles, n):
+        return [[a[0].replace(" = \n", f" {i} = \n"), *a[1:]] for i in range(n) for a in articles]
+    train, val = retitled(TRAIN_ARTICLES, copies), retitled(VAL_ARTICLES, copies // 2)
+    return {"train": wikitext_file(tmp_path / "wiki.train.raw", train),
+            "validation": wikitext_file(tmp_path / "wiki.valid.raw", val)}
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2_dir(tmp_path_factory, tokenizer_dirs):
+    """A tiny random GPT-2 saved with save_pretrained, with the small BPE (vocabulary 401) saved next to it."""
+    import shutil
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+    d = tmp_path_factory.mktemp("gpt2")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=401, n_positions=64, n_embd=32, n_layer=2, n_head=2, bos_token_id=400,
+                               eos_token_id=400)).save_pretrained(d)
+    for name in os.listdir(tokenizer_dirs[0]):
+        shutil.copy(os.path.join(tokenizer_dirs[0], name), d)
+    return str(d)
+
+
+def test_wikitext_prepared_once_on_first_use_under_torchrun(tmp_path, tiny_gpt2_dir):
+    files = wikitext_source(tmp_path)
+    args = [f"--tokenizer={tiny_gpt2_dir}", f"--data_files={files!r}", "--num_proc=1"]
+    folder = tmp_path / "data" / "wikitext"  # a path ending in the dataset's name: prepared there, not in data/
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py",
+           "config/midtrain_gpt2_disp.py", f"--init_from={tiny_gpt2_dir}", f"--dataset={folder}",
+           f"--out_dir={tmp_path / 'out'}", "--device=cpu", "--dtype=float32", "--compile=False", "--block_size=16",
+           "--batch_size=2", "--gradient_accumulation_steps=2", "--max_tokens=0", "--max_iters=2",
+           "--eval_interval=2", "--eval_iters=2", "--eval_tasks=''", "--condensation_samples=2", "--log_interval=1"]
+    env = dict(ENV, DATA_PREPARE_ARGS=json.dumps({"wikitext": args}))
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.count(f"preparing dataset 'wikitext' in {folder} (first use; DATA_PREPARE_ARGS adds") == 1
+    assert r.stdout.count("train.bin: 60 documents") == 1  # one preparation: the articles, counted once
+    assert r.stderr.count("train: 100%") == 1 and r.stderr.count("60/60") == 1  # one progress bar, to its total
+    with open(tmp_path / "out" / "metrics.jsonl") as f:
+        assert [m["step"] for m in map(json.loads, f) if "train_loss" in m] == [1, 2]
+    # the same bytes as a plain preparation in one process, and nothing else left in the folder
+    plain = tmp_path / "plain"
+    code, _, err = prepare("data/wikitext/prepare.py", *args, f"--out_dir={plain}")
+    assert code == 0, err
+    assert sorted(os.listdir(folder)) == ["meta.json", "prepare.lock", "train.bin", "val.bin"]
+    for name in ("train.bin", "val.bin", "meta.json"):
+        assert (folder / name).read_bytes() == (plain / name).read_bytes()
+    assert data.load_meta(str(folder))["tokenizer"] == tiny_gpt2_dir
+
+
+# a writer that stops mid-write: it announces the temporary file once a batch is written, then hangs
+KILLED_WRITER = """
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from data import write_tokens
+
+def docs():
+    for i in range(300):  # more than one batch (256 documents): the first one reaches the file
+        yield f"document {i}"
+    open(sys.argv[3], "w").close()
+    time.sleep(600)
+
+write_tokens(sys.argv[2], "byte", {"train": docs(), "val": ["v"]})
+"""
+
+
+def test_interrupted_preparation_is_never_complete_and_is_redone(tmp_path, monkeypatch):
+    folder = tmp_path / "wikitext"
+    ready = tmp_path / "ready"
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, ROOT, str(folder), str(ready)], env=ENV)
+    try:
+        for _ in range(600):
+            if ready.exists() or writer.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert ready.exists(), "the writer did not get to its first batch"
+        os.kill(writer.pid, signal.SIGKILL)  # kill -9 in the middle of train.bin
+    finally:
+        writer.kill()
+        writer.wait()
+    left = os.listdir(folder)
+    assert len(left) == 1 and left[0].startswith("train.bin.") and left[0].endswith(".tmp")  # only the temporary
+    assert os.path.getsize(folder / left[0]) > 0
+    with pytest.raises(FileNotFoundError):
+        data.load_meta(str(folder))
+    # the next use prepares again, and removes what the killed writer left
+    files = wikitext_source(tmp_path, copies=2)
+    monkeypatch.setenv("DATA_PREPARE_ARGS", json.dumps({"wikitext": ["--tokenizer=byte", f"--data_files={files!r}",
+                                                                     "--num_proc=1"]}))
+    assert data.dataset_dir(str(folder)) == str(folder)
+    assert sorted(os.listdir(folder)) == ["meta.json", "prepare.lock", "train.bin", "val.bin"]
+    assert len(documents_of(data.load_tokens(str(folder), "train"), 256)) == 6
+    # Ctrl-C while writing val.bin, over that complete folder: meta.json goes first, and no temporary is left
+    def interrupted():
+        yield "v"
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        data.write_tokens(str(folder), "byte", {"train": ["new"], "val": interrupted()})
+    assert sorted(os.listdir(folder)) == ["prepare.lock", "train.bin", "val.bin"]
+    with pytest.raises(FileNotFoundError, match="meta.json not found"):
+        data.load_tokens(str(folder), "train")
+
+
+def test_waiting_processes_read_the_files_or_fail_with_the_preparer(tmp_path):
+    import fcntl
+    import threading
+    folder = tmp_path / "wikitext"
+    folder.mkdir()
+
+    def waiter_outcome(finish):
+        """Hold the lock as a preparing process does, start a waiter, finish(), release: what the waiter got."""
+        outcome = []
+
+        def wait():
+            try:  # a script that does not exist: a waiter must never prepare a second time
+                outcome.append(data.prepare_on_first_use("wikitext", str(folder), "no-such-script.py", [], "test"))
+            except FileNotFoundError as e:
+                outcome.append(e)
+        with open(folder / "prepare.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            waiter = threading.Thread(target=wait)
+            waiter.start()
+            time.sleep(0.3)
+            assert waiter.is_alive() and not outcome  # blocked on the lock
+            finish()
+        waiter.join(10)
+        return outcome[0]
+
+    died = waiter_outcome(lambda: None)  # the preparer stops without meta.json
+    assert isinstance(died, FileNotFoundError) and "stopped before the end" in str(died)
+    assert waiter_outcome(lambda: write_meta(folder)) is None  # the preparer finishes: the waiter just returns
 
 
 # -----------------------------------------------------------------------------

@@ -14,6 +14,12 @@ train.bin, up to `num_docs` documents and `max_tokens` tokens (train.bin then en
 max_tokens). With --streaming=True the hub is read lazily, so a capped run downloads only what it keeps.
 --data_files reads local text/json/parquet files with a `text` column through the same datasets code.
 Every document is followed by the end-of-text token.
+
+train.py and measure.py run this script themselves, with its defaults, on first use of --dataset=fineweb_edu
+(GPT-2 tokens) or fineweb_edu_qwen3 (--tokenizer=Qwen/Qwen3-0.6B), one process of a torchrun job for all
+(data.dataset_dir). There, the environment variable DATA_PREPARE_ARGS adds arguments: a JSON object {dataset name:
+[arguments]}, e.g. local files in place of the hub, or a cap:
+    DATA_PREPARE_ARGS='{"fineweb_edu": ["--data_files=/data/fineweb/part0.parquet", "--max_tokens=100_000_000"]}'
 """
 
 import os
@@ -50,8 +56,10 @@ if __name__ == '__main__':
         docs = texts(ds['train'])  # one iterator: val takes the first val_docs documents, train the rest
         val = list(islice(docs, val_docs))
         train = islice(docs, num_docs) if num_docs else docs
+        rows = getattr(ds['train'], 'num_rows', None)  # the progress bar's total (unknown when streaming)
+        train_docs = rows and max(0, min(rows - val_docs, num_docs or rows))
         write_tokens(out_dir, tokenizer, {'train': train, 'val': val}, num_proc=num_proc,
-                     max_tokens=max_tokens or None)
+                     max_tokens=max_tokens or None, doc_counts={'train': train_docs})
     except (ValueError, FileNotFoundError) as e:
         die(str(e))
 

@@ -4,8 +4,8 @@ Prepare pydocs, the offline default corpus: about 2 MB of English prose that shi
     python data/pydocs/prepare.py                      # -> data/pydocs/{train,val}.bin, meta.json (byte tokens)
     python data/pydocs/prepare.py --tokenizer=gpt2 --out_dir=data/pydocs_gpt2
 
-data.dataset_dir('pydocs') runs this script by itself on first use, so `python train.py` works with no
-download anywhere. The documents, in order:
+data.dataset_dir('pydocs') runs this script by itself on first use (one process of a torchrun job for all), so
+`python train.py` works with no download anywhere. The documents, in order:
   1. every topic of the language reference that `help()` shows (pydoc_data.topics), sorted by topic name;
   2. one document per standard-library module and submodule, sorted by name: the module docstring, then the
      docstrings of the classes, methods and functions the module defines, sorted by name, each under its

@@ -11,6 +11,12 @@ wiki.valid.raw, or text/json files) through the same datasets code: only the loa
 Another tokenizer needs another --out_dir; the folder name is what train.py's --dataset takes
 (data/wikitext_qwen3 -> --dataset=wikitext_qwen3).
 
+train.py and measure.py run this script themselves on first use of --dataset=wikitext (GPT-2 tokens) or
+wikitext_qwen3 (--tokenizer=Qwen/Qwen3-0.6B), one process of a torchrun job for all (data.dataset_dir). There,
+the environment variable DATA_PREPARE_ARGS adds arguments: a JSON object {dataset name: [arguments]}, e.g.
+local files in place of the hub (the tests give it local text files and a tokenizer folder):
+    DATA_PREPARE_ARGS='{"wikitext": ["--data_files={'"'train': 'train.txt', 'validation': 'valid.txt'"'}"]}'
+
 Preprocessing, against the official scripts (KrishnaswamyLab/LM-Dispersion midtrain_gpt2.py, midtrain_qwen3.py):
 both drop empty and whitespace-only rows and tokenize without a BOS token. The official code then concatenates the
 rows of each `map` batch and cuts them into blocks of context_len. Here the rows of each article (an article starts
@@ -63,8 +69,10 @@ if __name__ == '__main__':
         if 'train' not in ds or 'validation' not in ds:
             raise ValueError(f"need a 'train' and a 'validation' split, got {', '.join(ds)} "
                              f"(e.g. --data_files=\"{{'train': 'train.txt', 'validation': 'valid.txt'}}\")")
-        write_tokens(out_dir, tokenizer, {'train': articles(texts(ds['train'])),
-                                          'val': articles(texts(ds['validation']))}, num_proc=num_proc)
+        splits = {'train': ds['train'], 'val': ds['validation']}
+        # the progress bar's totals: a quick pass over the rows (seconds), next to minutes of tokenizing
+        write_tokens(out_dir, tokenizer, {k: articles(texts(v)) for k, v in splits.items()}, num_proc=num_proc,
+                     doc_counts={k: sum(1 for _ in articles(texts(v))) for k, v in splits.items()})
     except (ValueError, FileNotFoundError) as e:
         die(str(e))
 
