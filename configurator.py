@@ -94,11 +94,32 @@ def _parse_value(text):
         return text  # a bare word such as --dataset=pydocs is a string
 
 
+class _Assignments(dict):
+    """The namespace a config file runs in: seeded with the defaults, so that the file may read them
+    (`max_iters = 2 * max_iters`), and recording every name the file assigns. Only those are the keys the file
+    sets: a default it merely reads is not, and one it assigns is, even to the default's own value. The record is
+    kept by the interpreter itself, so it sees what a file can do: plain, tuple and augmented assignments, `for`
+    targets, and `from config.base import *` (a base runs as a module of its own, so it assigns exactly the names
+    it brings, and those of any base it imports in turn). Module-level code stores into a namespace that is not
+    a plain dict through __setitem__; a comprehension's or a function's own variables never reach it. Neither the
+    values (a key set to its default's value is set all the same) nor a reading of the source (which cannot follow
+    an `if`, or a base's own imports) could tell the keys set from the defaults as surely."""
+
+    def __init__(self, defaults):
+        super().__init__(defaults)
+        self.assigned = set()
+
+    def __setitem__(self, key, value):
+        self.assigned.add(key)
+        super().__setitem__(key, value)
+
+
 def configure(namespace, argv=None, keys=None, types=None, given=None):
     """Resolve the config of a script. namespace: its globals(); keys: its config keys (default: the snapshot
     config_keys(namespace) now); types: {key: tuple of types}, for a key whose annotation cannot say it; given: a
-    set that receives the keys the config file or the command line set, whatever their value (train.py checks
-    those against a checkpoint it resumes). Returns the resolved {key: value} dict."""
+    set that receives the keys the config file (or a base it imports) assigned or the command line set, whatever
+    their value, and never a default the file only read (train.py checks those against a checkpoint it resumes,
+    so a default must not count as given). Returns the resolved {key: value} dict."""
     argv = sys.argv[1:] if argv is None else list(argv)
     keys = config_keys(namespace) if keys is None else list(keys)
     annotations = namespace.get('__annotations__', {})
@@ -133,15 +154,18 @@ def configure(namespace, argv=None, keys=None, types=None, given=None):
         path = argv.pop(0)
         if not os.path.isfile(path):
             die(f"config file '{path}' not found", 2)
-        scope = dict(config)
+        scope = _Assignments(config)
         try:
             with open(path) as f:
                 code = compile(f.read(), path, "exec")
             exec(code, scope)
         except Exception as e:  # a broken config file is a config error, reported on one line
             die(f"config file '{path}' failed: {type(e).__name__}: {e}", 2)
+        # the keys the file set: those it assigned, and any that holds another object than its default (a function
+        # of the file that writes a global; the interpreter stores those without going through the scope)
+        assigned = scope.assigned | {k for k, v in scope.items() if k not in defaults or v is not defaults[k]}
         for k, v in scope.items():
-            if k.startswith("_") or not isinstance(v, CONFIG_TYPES):
+            if k not in assigned or k.startswith("_") or not isinstance(v, CONFIG_TYPES):
                 continue  # modules, functions and private helpers of the config file are not keys
             if k not in defaults:
                 unknown(k)

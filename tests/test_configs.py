@@ -164,3 +164,37 @@ def test_one_measure_config_per_observation_figure(capsys):
     assert {f'out/pretrain_gpt2_mlp{w}' for w in (64, 256, 1024, 4096)} == \
         {resolve(os.path.join(ROOT, 'config', f'pretrain_gpt2_mlp{w}.py'), capsys=capsys)['out_dir']
          for w in (64, 256, 1024, 4096)}  # the folders train.py writes
+
+
+def assigned_names(path):
+    """The names a config file assigns at its top level, those of the bases it star-imports included: read from its
+    source (ast), the reference for what configurator.configure counts as given."""
+    import ast
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module.startswith('config.') and node.names[0].name == '*':
+            names |= assigned_names(os.path.join(ROOT, 'config', node.module.split('.', 1)[1] + '.py'))
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+        for target in targets:
+            names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return names
+
+
+def test_given_keys_are_what_each_config_assigns(capsys, monkeypatch):
+    """train.py checks the keys given against a checkpoint it resumes: for every config they are the names the file
+    and its base assign, plus the command line's, and none of train.py's defaults besides."""
+    import configurator
+    seen = []
+
+    def configure(namespace, *args, given=None, **kwargs):
+        result = configurator_configure(namespace, *args, given=given, **kwargs)
+        seen.append(set(given))
+        return result
+    configurator_configure = configurator.configure
+    monkeypatch.setattr(configurator, 'configure', configure)  # train.py imports it when it runs
+    for path in CONFIGS:
+        resolve(path, '--seed=5', capsys=capsys)
+        assert seen.pop() == assigned_names(path) | {'dry_run', 'seed'}, path

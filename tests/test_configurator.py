@@ -109,3 +109,48 @@ def test_annotations_are_the_types():
     with pytest.raises(SystemExit) as e:
         configure(ns, argv=["--mlp_hidden=wide"])
     assert e.value.code == 2
+
+
+GIVEN_DEFAULTS = dict(n_layer=6, n_head=6, n_embd=384, max_iters=1000, learning_rate=0.1, dropout=0.0, seed=1,
+                      beta1=0.9, beta2=0.95, batch_size=12)
+
+
+def test_given_is_what_the_file_and_its_bases_assign(tmp_path, monkeypatch):
+    """given holds the keys the config file (and the bases it star-imports, through a chain) or the command line
+    set, whatever the value (a default's own value too), and never a default the file only read or a variable of
+    a comprehension or a function of the file; a function that writes a global sets it."""
+    pkg = tmp_path / "givenpkg"  # a package name no other test imports: modules are cached per process
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "grand.py").write_text("n_head = 6  # the default's value: assigned all the same\n")
+    (pkg / "base.py").write_text("from givenpkg.grand import *\nimport math\nbeta1, beta2 = 0.8, 0.9\n")
+    (tmp_path / "exp.py").write_text(textwrap.dedent("""
+        from givenpkg.base import *
+        max_iters = 2 * max_iters            # reads a default, assigns another
+        learning_rate = [n for n in range(3)][1] * 0.5 * n_layer / 6   # reads n_layer only; n is not a key
+        def set_dropout():
+            global dropout
+            dropout = 0.2
+        set_dropout()
+        if False:
+            n_embd = 1
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ns, given = dict(GIVEN_DEFAULTS), set()
+    configure(ns, argv=[str(tmp_path / "exp.py"), "--seed=1"], given=given)
+    assert given == {"n_head", "beta1", "beta2", "max_iters", "learning_rate", "dropout", "seed"}
+    assert (ns["max_iters"], ns["learning_rate"], ns["dropout"], ns["beta1"], ns["n_layer"]) == (2000, 0.5, 0.2, 0.8, 6)
+    given = set()
+    configure(dict(GIVEN_DEFAULTS), argv=[], given=given)
+    assert given == set()
+
+
+def test_a_key_only_a_file_reads_is_not_checked_but_one_it_assigns_is(tmp_path):
+    (tmp_path / "ok.py").write_text("n_embd = n_head * 64\nfor seed in (7,):\n    pass\n")
+    ns, given = dict(GIVEN_DEFAULTS), set()
+    configure(ns, argv=[str(tmp_path / "ok.py")], given=given)
+    assert given == {"n_embd", "seed"} and ns["seed"] == 7 and ns["n_embd"] == 384
+    (tmp_path / "bad.py").write_text("x = n_layer\n")
+    with pytest.raises(SystemExit) as e:
+        configure(dict(GIVEN_DEFAULTS), argv=[str(tmp_path / "bad.py")])
+    assert e.value.code == 2
