@@ -197,6 +197,27 @@ def latest_checkpoint(out_dir, training=True):
     return file if file_step > folder_step or (file_step == folder_step and not training) else folder
 
 
+def is_run(path):
+    """A train.py out_dir: a folder holding ckpt.pt, an FSDP run's ckpt_sharded/, or step snapshots ckpt_*.pt."""
+    return os.path.isdir(path) and (os.path.isfile(os.path.join(path, 'ckpt.pt')) or is_sharded(os.path.join(
+        path, SHARDED)) or any(re.fullmatch(r'ckpt_\d+\.pt', f) for f in os.listdir(path)))
+
+
+def run_dirs(path):
+    """What --ckpt=path names: [path] for a run, a checkpoint file or a sharded folder (a missing path too: the
+    loader says so); for a folder of runs (out/ after the paper's configs or sweep.py), its sub-folders that are
+    runs, by name. A folder that is neither is a one-line FileNotFoundError."""
+    if not os.path.isdir(path) or is_run(path) or is_sharded(path):
+        return [path]
+    entries = sorted(os.listdir(path))
+    runs = [os.path.join(path, e) for e in entries if is_run(os.path.join(path, e))]
+    if not runs:
+        raise FileNotFoundError(f"no checkpoint at '{path}': " + (
+            "the folder is empty" if not entries else
+            "it holds no ckpt.pt, and no sub-folder of it is a train.py run (holds ckpt.pt or ckpt_sharded/)"))
+    return runs
+
+
 # train.py's keys that describe the model of a scratch run; on resume the checkpoint's model decides them
 SHAPE_KEYS = ('arch', 'n_layer', 'n_head', 'n_embd', 'mlp_hidden', 'n_kv_head', 'head_dim', 'rope_theta', 'bias')
 # how a run was started, not what it trains: never reported as a change on resume

@@ -1,10 +1,12 @@
 """
-Downstream evaluation of one model with lm-eval; --table hands several runs' results to tables.py (Table 2).
+Downstream evaluation with lm-eval of one model, or of every run in a folder; --table hands several runs' results
+to tables.py (Table 2).
 
-    python eval.py --ckpt=out/ --out=out/eval.json               # a train.py checkpoint
+    python eval.py --ckpt=out/                                   # every run in out/: out/<run>/eval.json each
+    python eval.py --ckpt=out/midtrain_gpt2 --out=gpt2.json      # one train.py run (or a .pt checkpoint file)
     python eval.py --init_from=gpt2 --out=gpt2.json              # a hub id or a Hugging Face directory
-    python eval.py --ckpt=out/ --tasks=piqa,arc_easy --limit=100 --num_fewshot=0
-    python eval.py --ckpt=out/ --tasks=my_task --include_path=my_tasks/   # custom task YAMLs
+    python eval.py --ckpt=out-demo --tasks=piqa,arc_easy --limit=100 --num_fewshot=0
+    python eval.py --ckpt=out-demo --tasks=my_task --include_path=my_tasks/   # custom task YAMLs
     python eval.py --table runs/*/eval.json --table_out=table2.md         # = python tables.py runs/*/eval.json ...
 
 The model is exported with model.to_hf() and handed, with the Hugging Face version of its tokenizer, to lm-eval's
@@ -18,8 +20,17 @@ Table 2 across runs lives in tables.py (`python tables.py runs/*/eval.json`); --
 hands the run files, --table_out, --reference and --ttest to tables.main(). --out records what it needs: the run's
 method label (tables.method_label of the training config, or --label) and, from a checkpoint that has it, the
 training time train.py recorded (checkpoint['compute'] -> the record's top-level 'compute').
+
+A folder whose sub-folders are runs (out/ after the paper's configs, out/<name>/, or sweep.py, out/<name>_s<seed>/;
+a run holds ckpt.pt, or an FSDP run's ckpt_sharded/) is evaluated run by run, in name order, one progress line each,
+the tasks loaded once. Each run's record goes to <run>/eval.json, where tables.py and sweep.py look for it, or with
+--out=DIR to DIR/<run>.json. A run whose file is there already is skipped (train.py's eval.json holds the evaluation
+history Table 2's best-step rule needs; an interrupted folder evaluation continues where it stopped) unless
+--overwrite=True. The record is the --out JSON above, which tables.py reads as it reads train.py's eval.json: label,
+seed, config, compute, results.
 """
 
+import gc
 import json
 import os
 import sys
@@ -27,11 +38,11 @@ import sys
 import torch
 
 import tables
-from checkpoint import atomic_write, from_pretrained, load_checkpoint
+from checkpoint import atomic_write, from_pretrained, load_checkpoint, run_dirs
 from configurator import config_keys, configure, die, one_line
 
 # -----------------------------------------------------------------------------
-ckpt = ''                         # a train.py out_dir (reads ckpt.pt) or a .pt checkpoint file
+ckpt = ''                         # a train.py out_dir (reads ckpt.pt), a .pt checkpoint file, or a folder of runs
 init_from = ''                    # or a hub id (gpt2, Qwen/Qwen3-0.6B) or a Hugging Face directory, with its tokenizer
 trust_checkpoint = False          # load --ckpt with full pickle, which can run code: only a file you made yourself
 tasks: str | list = ''            # comma-separated lm-eval tasks/groups/tags; '' or 'paper' = the paper's ten
@@ -42,8 +53,10 @@ batch_size: int | str = 'auto'    # 'auto' = lm-eval's largest-that-fits search 
 device = ''                       # '' = cuda if available, else cpu
 dtype = 'float32'                 # float32 | bfloat16 | float16: the weights' dtype during evaluation
 seed: int | None = None           # all four lm-eval seeds; None = the run's training seed (as the official runs), or 1
-out = ''                          # write lm-eval's results plus the config used to this JSON file
+out = ''                          # write lm-eval's results plus the config used to this JSON file; for a folder
+                                  # of runs a folder, DIR/<run>.json ('' = <run>/eval.json)
 label = ''                        # the method's name in --out, for --table; '' = from the training config or init_from
+overwrite = False                 # a folder of runs: evaluate again a run whose results file exists (else skipped)
 log_samples = False               # keep lm-eval's per-document records (prompts, log-likelihoods) in --out
 # --table only: tables.py's three keys, handed to tables.main()
 table_out = ''                    # also write the table as markdown to this file and as CSV beside it (same name, .csv)
@@ -184,12 +197,17 @@ def evaluate(model, tokenizer_name, tasks=None, num_fewshot=None, limit=None, ba
     """lm-eval on a model in memory (what train.py calls at the end of a run). model: our GPT/Qwen3 (exported
     with to_hf()) or a transformers model; tokenizer_name: a data.py tokenizer name ('byte', 'gpt2', a hub id)
     or an HF tokenizer; tasks: as --tasks. Returns lm-eval's results dict ('results', 'n-shot', ...; plus
-    'settings'). HFLM puts the model in eval mode: ours is put back in the mode it had."""
+    'settings'). HFLM puts the model in eval mode: ours is put back in the mode it had. Runs in exact float32
+    matmuls (TF32 off, as the official runs and this script on its own), whatever the caller allowed: train.py
+    turns TF32 on for training."""
+    from measure import exact_float32
     was_training = model.training
     try:
         task_manager, loaded = load_tasks(task_list(tasks), include_path or '')
         hf_model, tok = prepare_hf(model, tokenizer_name, device, dtype)
-        return run_lm_eval(hf_model, tok, loaded, task_manager, num_fewshot, limit, batch_size, seed, log_samples)
+        with exact_float32():
+            return run_lm_eval(hf_model, tok, loaded, task_manager, num_fewshot, limit, batch_size, seed,
+                               log_samples)
     finally:
         model.train(was_training)
 
@@ -228,8 +246,50 @@ def split_table_args(argv):
     return argv, None
 
 
+def evaluate_one(path, names, task_manager, loaded, config, dest):
+    """lm-eval on one model (a train.py run or checkpoint when config['ckpt'], else a hub id or HF dir), its results
+    printed and, with dest, written there as a run file of tables.py: label, seed, config, compute, lm-eval's
+    results. Bad input is a one-line error."""
+    train_config, compute = None, None
+    try:
+        if config['ckpt']:
+            model, checkpoint = load_checkpoint(path, trust_checkpoint=trust_checkpoint)
+            train_config = checkpoint.get('config') or {}
+            compute = checkpoint.get('compute')  # train.py's training time: Table 2's compute column
+            tokenizer_name = checkpoint.get('data_meta', {}).get('tokenizer')
+            if not isinstance(tokenizer_name, str) or not tokenizer_name:
+                raise ValueError(f"{path}: the checkpoint has no data_meta['tokenizer']: which tokenizer trained it?")
+        else:
+            model, tokenizer_name = from_pretrained(path), path
+        hf_model, tok = prepare_hf(model, tokenizer_name, device, dtype)
+        del model  # ours was copied by to_hf(): free it before lm-eval runs
+    except (FileNotFoundError, ValueError) as e:
+        die(str(e))
+    # the official runs evaluated with all four lm-eval seeds set to the run's seed
+    run_seed = seed if seed is not None else int(train_config.get('seed', 1)) if train_config else 1
+    res = run_lm_eval(hf_model, tok, loaded, task_manager, num_fewshot, limit, batch_size, run_seed, log_samples)
+    del hf_model
+    print_results(res, names)
+    if dest:
+        import lm_eval
+        import transformers
+        config = dict(config, model=path, tokenizer=tokenizer_name, tasks=names, **res.pop('settings'), device=device,
+                      train_config=train_config,
+                      package_versions={'lm_eval': lm_eval.__version__, 'transformers': transformers.__version__,
+                                        'torch': torch.__version__})
+        record = {'label': label or (tables.method_label(train_config) if train_config is not None else path),
+                  'seed': train_config.get('seed', run_seed) if train_config else run_seed,  # the run's, for --table
+                  'config': config}
+        if compute is not None:  # before lm-eval's results, which can be long (samples)
+            record['compute'] = compute
+        record.update(res)
+        os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+        atomic_write(dest, to_json(record))
+        print(f'wrote {dest}')
+
+
 def main():
-    global seed, device, batch_size
+    global device, batch_size
     argv, table_files = split_table_args(sys.argv[1:])
     config = configure(globals(), argv=argv, keys=CONFIG_KEYS)
     if table_files is not None:
@@ -237,11 +297,21 @@ def main():
             die('--table needs run json files: python eval.py --table run1.json run2.json ...', 2)
         return tables.main(table_files, table_out, reference, ttest)
     if not ckpt and not init_from:
-        die('no model given: pass --ckpt=<train.py out_dir or .pt> or --init_from=<hub id | HF dir>', 2)
+        die('no model given: pass --ckpt=<train.py out_dir, .pt or a folder of runs> or --init_from=<hub id | HF dir>',
+            2)
     if ckpt and init_from:
         die('pass either --ckpt or --init_from, not both', 2)
     if ckpt and not os.path.exists(ckpt):
         die(f'no checkpoint at {ckpt}')
+    try:
+        runs = run_dirs(ckpt) if ckpt else [init_from]
+    except FileNotFoundError as e:  # a folder with neither ckpt.pt nor runs in it
+        die(str(e))
+    folder = bool(ckpt) and runs != [ckpt]  # a folder of runs: each one is evaluated
+    if folder and label:
+        die('--label names the method of one run; the runs of a folder are labelled by their training configs', 2)
+    if folder and out.endswith('.json'):
+        die(f"with a folder of runs, --out names a folder (one <run>.json per run), got {out!r}", 2)
     if isinstance(batch_size, str) and not batch_size.startswith('auto'):
         die(f"--batch_size expects an int or 'auto', got {batch_size!r}", 2)
     if dtype not in ('float32', 'bfloat16', 'float16'):
@@ -249,43 +319,25 @@ def main():
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     if isinstance(batch_size, str) and not device.startswith('cuda'):
         batch_size = 1  # lm-eval's automatic batch size searches for the largest that does not run out of memory
-    names, train_config, compute = task_list(tasks), None, None
+    names = task_list(tasks)
     try:  # tasks first: a typo or a missing dataset fails before a (possibly large) model is loaded
         task_manager, loaded = load_tasks(names, include_path)
-        if ckpt:
-            model, checkpoint = load_checkpoint(ckpt, trust_checkpoint=trust_checkpoint)
-            train_config = checkpoint.get('config') or {}
-            compute = checkpoint.get('compute')  # train.py's training time: Table 2's compute column
-            tokenizer_name = checkpoint.get('data_meta', {}).get('tokenizer')
-            if not isinstance(tokenizer_name, str) or not tokenizer_name:
-                raise ValueError(f"{ckpt}: the checkpoint has no data_meta['tokenizer']: which tokenizer trained it?")
-        else:
-            model, tokenizer_name = from_pretrained(init_from), init_from
-        hf_model, tok = prepare_hf(model, tokenizer_name, device, dtype)
-        del model  # ours was copied by to_hf(): free it before lm-eval runs
     except (FileNotFoundError, ValueError) as e:
         die(str(e))
-    if seed is None:  # the official runs evaluated with all four lm-eval seeds set to the run's seed
-        seed = int(train_config.get('seed', 1)) if train_config else 1
-    res = run_lm_eval(hf_model, tok, loaded, task_manager, num_fewshot, limit, batch_size, seed, log_samples)
-    print_results(res, names)
-
-    if out:
-        import lm_eval
-        import transformers
-        config.update(model=ckpt or init_from, tokenizer=tokenizer_name, tasks=names, **res.pop('settings'),
-                      device=device, train_config=train_config,
-                      package_versions={'lm_eval': lm_eval.__version__, 'transformers': transformers.__version__,
-                                        'torch': torch.__version__})
-        record = {'label': label or (tables.method_label(train_config) if train_config is not None else init_from),
-                  'seed': train_config.get('seed', seed) if train_config else seed,  # the run's seed, for --table
-                  'config': config}
-        if compute is not None:  # before lm-eval's results, which can be long (samples)
-            record['compute'] = compute
-        record.update(res)
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        atomic_write(out, to_json(record))
-        print(f'wrote {out}')
+    if not folder:
+        return evaluate_one(runs[0], names, task_manager, loaded, config, out)
+    # each run's file where tables.py looks for it (<run>/eval.json, as train.py's eval_tasks writes), or in --out
+    dests = [os.path.join(out, os.path.basename(r) + '.json') if out else os.path.join(r, 'eval.json') for r in runs]
+    print(f"{ckpt}: {len(runs)} runs, results to {os.path.join(out, '<run>.json') if out else '<run>/eval.json'}")
+    for i, (run, dest) in enumerate(zip(runs, dests)):
+        if os.path.isfile(dest) and not overwrite:
+            print(f"[{i + 1}/{len(runs)}] {run}: kept, {dest} exists (--overwrite=True evaluates it again)")
+            continue
+        print(f"[{i + 1}/{len(runs)}] {run}: {', '.join(names)}", flush=True)
+        evaluate_one(run, names, task_manager, loaded, config, dest)
+        gc.collect()  # the model of this run before the next one's
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 if __name__ == '__main__':

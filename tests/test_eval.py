@@ -151,29 +151,34 @@ def hf_dir(tmp_path_factory):
     return d
 
 
-@pytest.fixture(scope="module")
-def byte_ckpt(tmp_path_factory):
-    """A train.py-format checkpoint of a tiny GPT with the byte tokenizer, and the same model exported to an HF
-    directory (to_hf().save_pretrained + the byte HF tokenizer) for the reference side."""
-    d = tmp_path_factory.mktemp("byte_run")
-    torch.manual_seed(1)
+def byte_run(out_dir, ref_dir, weights_seed=1, seed=3, reg="dispersion", compute=COMPUTE):
+    """A train.py run (out_dir/ckpt.pt) of a tiny GPT with the byte tokenizer, trained with `seed` and `reg`, and the
+    same model exported to an HF directory (to_hf().save_pretrained + the byte HF tokenizer) for the reference
+    side. Returns the model."""
+    torch.manual_seed(weights_seed)
     config = GPTConfig(block_size=32, vocab_size=257, n_layer=2, n_head=2, n_embd=32)
     model = GPT(config)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.2 * torch.randn_like(p))
     ckpt = {"arch": "gpt", "model_args": asdict(config), "model": model.state_dict(), "optimizer": {},
-            "step": 10, "config": {"seed": 3, "reg": "dispersion", "reg_loc": "all", "noisy_embedding_alpha": 0.0,
+            "step": 10, "config": {"seed": seed, "reg": reg, "reg_loc": "all", "noisy_embedding_alpha": 0.0,
                                    "active_forgetting_every": 0},
             "data_meta": {"tokenizer": "byte", "dtype": "uint16", "vocab_size": 257, "eot_token": 256},
-            "rng": None, "data_position": 0, "compute": COMPUTE}
-    out_dir = d / "out"
-    out_dir.mkdir()
-    torch.save(ckpt, out_dir / "ckpt.pt")
-    ref_dir = str(d / "ref_hf")
+            "rng": None, "data_position": 0, "compute": compute}
+    os.makedirs(out_dir)
+    torch.save(ckpt, os.path.join(out_dir, "ckpt.pt"))
     model.to_hf().save_pretrained(ref_dir)
     data.hf_tokenizer("byte").save_pretrained(ref_dir)
-    return str(out_dir), ref_dir, model
+    return model
+
+
+@pytest.fixture(scope="module")
+def byte_ckpt(tmp_path_factory):
+    """One run: (its out_dir, its HF export, the model)."""
+    d = tmp_path_factory.mktemp("byte_run")
+    model = byte_run(str(d / "out"), str(d / "ref_hf"))
+    return str(d / "out"), str(d / "ref_hf"), model
 
 
 def reference(hf_path, task_dir, num_fewshot, seed):
@@ -290,6 +295,73 @@ def test_cuda_auto_batch_matches_cpu(hf_dir, task_dir, tmp_path):
         got = np.concatenate([np.array(s["resps"], dtype=object).ravel().astype(float) for s in run["samples"][task]])
         want = np.concatenate([np.array(s["resps"], dtype=object).ravel().astype(float) for s in ref[task][1]])
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+# --- a folder of runs (out/ after the paper's configs or sweep.py): each run evaluated, its eval.json written ----
+
+TIME_B = {"hours": 0.5, "processes": 1, "device": "cpu"}
+
+
+def test_a_folder_of_runs_writes_each_runs_eval_json(task_dir, tmp_path, capsys):
+    parent = tmp_path / "out"
+    runs = {"midtrain_disp_s3": (3, "dispersion", COMPUTE, 1), "midtrain_s4": (4, "none", TIME_B, 2)}
+    for name, (seed, reg, compute, weights_seed) in runs.items():
+        byte_run(str(parent / name), str(tmp_path / f"{name}_hf"), weights_seed, seed, reg, compute)
+    (parent / "table2.md").write_text("")  # not a run: left alone
+    run_main(f"--ckpt={parent}", "--tasks=tiny_mc,tiny_ppl", f"--include_path={task_dir}", "--num_fewshot=2",
+             "--device=cpu", "--log_samples=True")
+    stdout = capsys.readouterr().out
+    assert f"{parent}: 2 runs, results to <run>/eval.json" in stdout
+    for i, (name, (seed, reg, compute, _)) in enumerate(runs.items()):
+        assert f"[{i + 1}/2] {parent / name}: tiny_mc, tiny_ppl\n" in stdout
+        record = json.loads((parent / name / "eval.json").read_text())
+        assert record["seed"] == record["config"]["seed"] == seed and record["compute"] == compute
+        assert record["config"]["model"] == str(parent / name) and record["n-shot"]["tiny_mc"] == 2
+        # each run's own seed and weights: lm-eval's scores of that run's HF export, on its own
+        assert_same_scores(record["results"], record["samples"],
+                           reference(str(tmp_path / f"{name}_hf"), task_dir, num_fewshot=2, seed=seed))
+        # tables.py reads it as it reads train.py's eval.json ({seed, config: the training config, compute, results})
+        train_py = {"seed": seed, "config": record["config"]["train_config"], "compute": compute,
+                    "results": record["results"], "group_subtasks": record.get("group_subtasks", {})}
+        (tmp_path / f"{name}_train.json").write_text(json.dumps(train_py))
+        got, want = (tables.load_run(str(p)) for p in (parent / name / "eval.json", tmp_path / f"{name}_train.json"))
+        assert {**got, "path": ""} == {**want, "path": ""}
+        assert got["label"] == ("L_train + dispersion" if reg == "dispersion" else "L_train")
+    # --out=DIR: DIR/<run>.json each; the runs' own eval.json stay as they are
+    before = {n: (parent / n / "eval.json").read_bytes() for n in runs}
+    run_main(f"--ckpt={parent}", "--tasks=tiny_ppl", f"--include_path={task_dir}", "--device=cpu",
+             f"--out={tmp_path / 'evals'}")
+    assert sorted(os.listdir(tmp_path / "evals")) == [f"{n}.json" for n in sorted(runs)]
+    assert all((parent / n / "eval.json").read_bytes() == before[n] for n in runs)
+    # again into the runs: a run with results (train.py's eval.json and its history) is kept, not replaced
+    capsys.readouterr()
+    run_main(f"--ckpt={parent}", "--tasks=tiny_ppl", f"--include_path={task_dir}", "--device=cpu")
+    assert capsys.readouterr().out.count("exists (--overwrite=True evaluates it again)") == 2
+    assert all((parent / n / "eval.json").read_bytes() == before[n] for n in runs)
+
+
+def test_folders_without_runs_and_folder_misuse_are_one_line(tmp_path, capsys):
+    empty, other, parent = tmp_path / "empty", tmp_path / "other", tmp_path / "out"
+    empty.mkdir()
+    (other / "logs").mkdir(parents=True)
+    (other / "notes.txt").write_text("x")
+    for name in ("a", "b"):  # two runs: only the folder is looked at, before any checkpoint is read
+        (parent / name).mkdir(parents=True)
+        (parent / name / "ckpt.pt").write_bytes(b"")
+    listing = sorted(str(p) for p in tmp_path.rglob("*"))
+    for args, code, message in (
+            ([f"--ckpt={empty}"], 1, f"error: no checkpoint at '{empty}': the folder is empty"),
+            ([f"--ckpt={other}"], 1, f"error: no checkpoint at '{other}': it holds no ckpt.pt, and no sub-folder of "
+                                     f"it is a train.py run (holds ckpt.pt or ckpt_sharded/)"),
+            ([f"--ckpt={parent}", "--label=mine"], 2, "error: --label names the method of one run; the runs of a "
+                                                       "folder are labelled by their training configs"),
+            ([f"--ckpt={parent}", f"--out={tmp_path / 'r.json'}"], 2,
+             f"error: with a folder of runs, --out names a folder (one <run>.json per run), got "
+             f"'{tmp_path / 'r.json'}'")):
+        with pytest.raises(SystemExit) as e:
+            run_main(*args)
+        assert e.value.code == code and capsys.readouterr().err.strip().splitlines() == [message]
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == listing
 
 
 # --- tables.py: the Table 2 statistics ------------------------------------------------------------------------
