@@ -9,7 +9,11 @@ the run's dict; several: {"runs": [dict, ...]}). Each figure is a function of a 
                     right, each run's Spearman and Kendall correlation of those means with the layer index: against
                     model size (n_params, log scale) for a family, against the step for a snapshot series (the
                     over-training view of Figure 4), else one named slot per run.
-                    Reads name, step, n_params, mean_cossim, spearman, kendall.
+                    Reads name, step, n_params, mean_cossim, spearman, kendall. measure='effective_rank' (any
+                    measure of measure.py --measures): that measure against depth, and on the right its value at
+                    the last hidden state and its mean over them (trend_<measure>.png).
+    plot_steps      over training, for the snapshots of one run: per measure, each hidden state against the step
+                    (steps.png, with --measures). Reads step and the measures.
     plot_last_n     the last-n metric: the mean cosine of the last n hidden states (n = 1..5 and L/2), on the
                     same x axis. Reads name, step, n_params, mean_last_n.
     plot_pairs      Figure 5b: base models against their distilled models (runs: the bases, then the distilled
@@ -86,19 +90,43 @@ def set_x(ax, runs, axis):
     ax.set_xlabel({'step': 'step', 'parameters': 'parameters (all; a tied LM head once)'}.get(axis[0], ''))
 
 
-def plot_trend(runs, path):
+def measure_label(measure):
+    """The axis label of a measure of measure.py (its names: measure.parse_measures)."""
+    if measure.startswith('pca_top'):
+        return f"variance share of the top {measure[len('pca_top'):]} PCs"
+    return {'mean_cossim': 'mean cosine similarity', 'mean_cossim_offdiag': 'mean cosine similarity, i != j',
+            'effective_rank': 'effective rank (dimensions)', 'isoscore': 'IsoScore'}.get(measure, measure)
+
+
+def plot_trend(runs, path, measure='mean_cossim'):
     """Figure 2b / S1 / 3b: left, the mean cosine of each hidden state against depth, one line per run; right,
     each run's Spearman and Kendall correlation of those means with the layer index, against model size for a
-    family, against the step for a snapshot series (Figure 4's view), else bars. -> the matplotlib Figure."""
+    family, against the step for a snapshot series (Figure 4's view), else bars. -> the matplotlib Figure.
+    measure: another measure of the runs (measure.py --measures) on the left; the right panel then shows its value
+    at the last hidden state and its mean over all of them, on the same x axis."""
     from matplotlib.figure import Figure
     fig = Figure(figsize=(11, 4))
     ax1, ax2 = fig.subplots(1, 2)
     for run in runs:
-        m = run['mean_cossim']
+        m = run[measure]
         ax1.plot(np.linspace(0, 1, len(m)), m, marker='.', label=run['name'])
     ax1.set_xlabel('layer fraction')
-    ax1.set_ylabel('mean cosine similarity')
+    ax1.set_ylabel(measure_label(measure))
     ax1.legend(fontsize=7)
+    if measure != 'mean_cossim':
+        axis = size_axis(runs)
+        last, mean = [r[measure][-1] for r in runs], [float(np.mean(r[measure])) for r in runs]
+        if axis[0] is not None:
+            ax2.plot(axis[1], last, marker='o', label='last hidden state')
+            ax2.plot(axis[1], mean, marker='s', label='mean over hidden states')
+        else:
+            ax2.bar(np.array(axis[1]) - 0.2, last, 0.4, label='last hidden state')
+            ax2.bar(np.array(axis[1]) + 0.2, mean, 0.4, label='mean over hidden states')
+        set_x(ax2, runs, axis)
+        ax2.set_ylabel(measure_label(measure))
+        ax2.legend(fontsize=7)
+        fig.tight_layout()
+        return save_figure(fig, path)
     nan = lambda v: np.nan if v is None else v         # undefined correlations (constant means) draw nothing
     rho, tau = [nan(r['spearman']) for r in runs], [nan(r['kendall']) for r in runs]
     axis = size_axis(runs)
@@ -173,6 +201,30 @@ def plot_pairs(runs, path):
     return save_figure(fig, path)
 
 
+def plot_steps(runs, path, measures=('mean_cossim',)):
+    """Over training: runs = the snapshots of one run (measure.py --snapshots=True), steps rising. One panel per
+    measure, the measure of each hidden state (one line each, darker = deeper) against the step. -> the Figure."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(3.8 * len(measures) + 0.6, 3.4))
+    axes = fig.subplots(1, len(measures), squeeze=False)[0]
+    steps = [r['step'] for r in runs]
+    for ax, measure in zip(axes, measures):
+        values = np.array([r[measure] for r in runs])  # (snapshots, hidden states)
+        for i in range(values.shape[1]):
+            ax.plot(steps, values[:, i], marker='.', color=state_color(i, values.shape[1]), label=f'state {i}')
+        ax.set_xlabel('step')
+        ax.set_ylabel(measure_label(measure))
+    axes[0].legend(fontsize=6, title='0 = embedding', title_fontsize=6)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def state_color(i, n):
+    """The colour of hidden state i of n: viridis from the embedding (dark) to the last state (light)."""
+    from matplotlib import colormaps
+    return colormaps['viridis'](i / max(n - 1, 1))
+
+
 # -----------------------------------------------------------------------------
 # the figures of one measurement (measure.py's write_outputs), and --compare across earlier ones
 
@@ -188,6 +240,12 @@ def write_figures(runs, out_dir, pairs=False):
         plot_last_n(runs, os.path.join(out_dir, 'last_n.png'))
     if pairs:
         plot_pairs(runs, os.path.join(out_dir, 'pairs.png'))
+    # measured with --measures: trend_<measure>.png for each, and for a snapshot series steps.png, all side by side
+    extra = list(dict.fromkeys(m for r in runs for m in r.get('measures', ['mean_cossim'])[1:]))
+    for measure in extra:
+        plot_trend([r for r in runs if measure in r], os.path.join(out_dir, f'trend_{measure}.png'), measure)
+    if extra and size_axis(runs)[0] == 'step' and all(m in r for r in runs for m in extra):
+        plot_steps(runs, os.path.join(out_dir, 'steps.png'), ['mean_cossim'] + extra)
 
 
 def safe_name(name):

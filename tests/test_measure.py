@@ -530,10 +530,10 @@ def test_measure_imports_no_matplotlib_and_compare_errors_are_one_line(tmp_path,
 # -----------------------------------------------------------------------------
 # checkpoints of train.py: a snapshot series, one row per step
 
-def make_ckpt(path, step, dataset, seed):
+def make_ckpt(path, step, dataset, seed, block_size=32):
     from model import GPT, GPTConfig
     torch.manual_seed(seed)
-    cfg = GPTConfig(block_size=32, vocab_size=257, n_layer=3, n_head=2, n_embd=32)
+    cfg = GPTConfig(block_size=block_size, vocab_size=257, n_layer=3, n_head=2, n_embd=32)
     m = GPT(cfg)
     torch.save({'arch': 'gpt', 'model_args': dataclasses.asdict(cfg), 'model': m.state_dict(), 'optimizer': {},
                 'step': step, 'config': {'dataset': dataset}, 'rng': {}, 'data_position': 0,
@@ -566,6 +566,99 @@ def test_snapshot_series_one_row_per_step(token_dataset, tmp_path):
         assert run['windows'] == f'dataset:{token_dataset}'
     assert runs[0]['mean_cossim'] != runs[1]['mean_cossim']
     assert sorted(p.name for p in out.glob('heatmap_*.png')) == ['heatmap_run_step_10.png', 'heatmap_run_step_20.png']
+
+
+def reference_means(model, token_dataset, n, T):
+    """mean_cossim per hidden state of our model's own forward on the windows measure.py draws (seed 0), by numpy."""
+    windows, starts = val_windows(token_dataset, n, T, 0)
+    with torch.no_grad():
+        hidden = model(torch.as_tensor(windows), return_hidden=True)[2]
+    return ref_condensation([[h[b].numpy() for h in hidden] for b in range(n)])[0], starts
+
+
+def test_default_seq_len_fits_the_model_and_a_given_one_must(token_dataset, tmp_path, capsys):
+    """A demo-sized run (128-token context) measured with the defaults: windows of 128 tokens, and the printout says
+    so; a seq_len given on the command line or in a config file that does not fit is refused, nothing written."""
+    run_dir = tmp_path / 'out'
+    run_dir.mkdir()
+    model = make_ckpt(run_dir / 'ckpt.pt', 500, token_dataset, 0, block_size=128)
+    assert measure.model_context('ckpt', str(run_dir)) == model.max_seq_len == 128
+    out = tmp_path / 'm'
+    run_cli([f'--ckpt={run_dir}', '--num_samples=3', f'--out_dir={out}'])
+    printed = capsys.readouterr().out
+    assert "seq_len: 128 (the model's context; the default 512 does not fit)" in printed
+    run = json.load(open(out / 'condensation.json'))
+    means, starts = reference_means(model, token_dataset, 3, 128)
+    assert run['seq_len'] == 128 and run['starts'] == starts
+    np.testing.assert_allclose(run['mean_cossim'], means, atol=1e-6)
+    never = tmp_path / 'never'
+    config = tmp_path / 'long.py'
+    config.write_text('seq_len = 512\n')
+    for args in ([f'--ckpt={run_dir}', '--seq_len=512'], [str(config), f'--ckpt={run_dir}']):
+        code, msg = cli_error(args + [f'--out_dir={never}'], capsys)
+        assert code == 1 and msg.startswith(f"error: seq_len=512 is beyond the context of '{run_dir}' (128 tokens)")
+    assert not never.exists()
+
+
+def test_hf_contexts_are_read_as_the_loaders_report_them(hf_dirs):
+    for name, context in (('gpt2', 32), ('qwen3', 32), ('qwen2', 32), ('bloom', None)):  # BLOOM: ALiBi, no limit
+        assert measure.model_context('hf', hf_dirs[name]) == context
+        assert measure.load_hf_model(hf_dirs[name])['max_len'] == context
+
+
+def test_a_folder_of_runs_is_measured_side_by_side(token_dataset, tmp_path, capsys):
+    """out/ after the paper's configs: no ckpt.pt, one sub-folder per run. Each run is measured, at the smallest
+    context of them all (16 here), into out/ itself; files and folders that are not runs are left alone."""
+    parent = tmp_path / 'out'
+    models = {}
+    for name, seed, block in (('midtrain_a_s1', 1, 32), ('midtrain_b_s1', 2, 16)):
+        (parent / name).mkdir(parents=True)
+        models[name] = make_ckpt(parent / name / 'ckpt.pt', 100, token_dataset, seed, block_size=block)
+    (parent / 'notes').mkdir()
+    (parent / 'table2.md').write_text('| Method |\n')
+    run_cli([f'--ckpt={parent}', '--dry_run=True'])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed['models'] == list(models) and printed['out_dir'] == str(parent)
+    run_cli([f'--ckpt={parent}', '--num_samples=3'])
+    printed = capsys.readouterr().out
+    assert f"{parent}: 2 runs (midtrain_a_s1, midtrain_b_s1), side by side in {parent}" in printed
+    assert ("seq_len: 16 (the smallest context of the 2 models, so that all are measured alike; the default 512 "
+            "does not fit midtrain_a_s1, midtrain_b_s1)") in printed
+    runs = json.load(open(parent / 'condensation.json'))['runs']
+    assert [r['name'] for r in runs] == list(models) and {r['seq_len'] for r in runs} == {16}
+    for run in runs:
+        means, starts = reference_means(models[run['name']], token_dataset, 3, 16)
+        assert run['starts'] == starts
+        np.testing.assert_allclose(run['mean_cossim'], means, atol=1e-6)
+    assert {'condensation.csv', 'heatmap_midtrain_a_s1.png', 'heatmap_midtrain_b_s1.png', 'trend.png',
+            'last_n.png'} <= {p.name for p in parent.iterdir()}
+    run_cli([f'--ckpt={parent}', '--num_samples=3'])  # measured before there: kept, a folder of runs resumes
+    printed = capsys.readouterr().out
+    assert 'measuring' not in printed and printed.count('kept midtrain_') == 2
+
+
+def test_run_folders_and_one_line_errors_for_folders_without_runs(tmp_path, capsys):
+    from checkpoint import run_dirs
+    parent = tmp_path / 'runs'
+    (parent / 'fsdp' / 'ckpt_sharded').mkdir(parents=True)  # an FSDP run stopped before its end: shards only
+    (parent / 'fsdp' / 'ckpt_sharded' / 'train_state.pt').write_bytes(b'')
+    (parent / 'snaps').mkdir()
+    (parent / 'snaps' / 'ckpt_000010.pt').write_bytes(b'')
+    (parent / 'plain').mkdir()
+    (parent / 'plain' / 'ckpt.pt').write_bytes(b'')
+    (parent / 'empty_dir').mkdir()
+    assert run_dirs(str(parent)) == [str(parent / n) for n in ('fsdp', 'plain', 'snaps')]
+    assert run_dirs(str(parent / 'plain')) == [str(parent / 'plain')]
+    empty, other = tmp_path / 'empty', tmp_path / 'other'
+    empty.mkdir()
+    (other / 'logs').mkdir(parents=True)
+    (other / 'notes.txt').write_text('x')
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert cli_error([f'--ckpt={empty}'], capsys) == (1, f"error: no checkpoint at '{empty}': the folder is empty")
+    assert cli_error([f'--ckpt={other}'], capsys) == (
+        1, f"error: no checkpoint at '{other}': it holds no ckpt.pt, and no sub-folder of it is a train.py run "
+           f"(holds ckpt.pt or ckpt_sharded/)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 # -----------------------------------------------------------------------------
@@ -661,8 +754,8 @@ def test_dry_run_prints_the_resolved_run_and_touches_nothing(tmp_path, capsys):
 
 
 KEYS = ['ckpt', 'snapshots', 'init_from', 'pairs', 'dataset', 'text_file', 'hf_dataset', 'num_samples', 'seq_len',
-        'batch_size', 'min_words', 'histograms', 'device', 'dtype', 'device_map', 'max_memory', 'offload_folder',
-        'trust_remote_code', 'trust_checkpoint', 'seed', 'out_dir', 'compare', 'dry_run']
+        'batch_size', 'min_words', 'histograms', 'measures', 'device', 'dtype', 'device_map', 'max_memory',
+        'offload_folder', 'trust_remote_code', 'trust_checkpoint', 'seed', 'out_dir', 'compare', 'dry_run']
 
 
 def test_only_the_defaults_are_keys(tmp_path, capsys):
