@@ -23,6 +23,7 @@ checkpoints unless told to (overwrite), and on resume keeps the model the checkp
 contradicts it is an error (checkpoint.check_resume says which keys, and what run.json records of a resume).
 """
 
+import datetime
 import json
 import math
 import os
@@ -42,10 +43,17 @@ trust_checkpoint = False     # load ckpt.pt files (resume, teacher) with full pi
 dataset = 'pydocs'           # a folder under data/ or a path holding train.bin, val.bin, meta.json
 eval_interval = 200          # steps between evaluations (val loss + condensation probe + ckpt.pt)
 eval_iters = 20              # val batches per evaluation (fixed windows, the same at every eval)
+eval_measures: str | list = 'mean_cossim'  # the eval probe's geometry measures (measure.py's --measures: 'all' or a
+                             # comma list, e.g. 'isoscore,effective_rank'), logged under their names; opt-in, as the
+                             # float64 Gram and eigenvalues cost up to x2.4 the probe (docs/study.md)
 log_interval = 10            # steps between log lines / metrics.jsonl records
 snapshot_interval = 0        # keep ckpt_{step:06d}.pt every this many steps (0 = off)
 condensation_samples = 100   # val windows measured at the end (condensation.json, heatmap.png)
 eval_tasks: str | list = ''  # lm-eval at the end: comma-separated tasks, 'paper' = the ten, '' = none
+lm_eval_interval = 0         # also run eval_tasks every this many steps (0 = at the end only; official: max_steps//5+1)
+lm_eval_at_start = False     # also evaluate the starting model, at step 0 (official --eval_at_begin: Table 2's base row)
+eval_limit: int | float | None = None  # lm-eval documents per task; None = the model family's (GPT-2 500, Qwen3 200)
+eval_include_path = ''       # a folder of extra lm-eval task YAMLs (custom or offline tasks)
 wandb_log = False             # log to Weights & Biases too (pip install wandb); metrics.jsonl is written either way
 wandb_project = 'dispersion'
 wandb_run_name = ''
@@ -55,6 +63,8 @@ dry_run = False              # resolve and print the config, then exit without t
 batch_size = 8               # windows per micro-step per process
 block_size = 256             # tokens per window
 gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
+grad_accum_reduction = 'mean'  # each optimizer step's gradient: 'mean' of its micro-batch gradients | 'sum'
+                              # of them (the official HF Trainer runs: the clip at 1.0 then binds almost always)
 # model, for init_from='scratch'
 arch = 'gpt'                 # 'gpt' (GPT-2 family) | 'qwen3'
 n_layer = 6
@@ -119,8 +129,8 @@ import torch.distributed as dist  # noqa: E402
 
 import losses  # noqa: E402
 from checkpoint import (SHARDED, atomic_write, check_resume, claim_out_dir, from_pretrained,  # noqa: E402
-                        load_checkpoint, load_sharded_state, latest_checkpoint, open_metrics, restore_rng,
-                        save_checkpoint, training_state)
+                        load_checkpoint, load_sharded_state, latest_checkpoint, model_keys, open_metrics,
+                        restore_rng, save_checkpoint, training_state)
 from data import dataset_dir, load_meta, load_tokens  # noqa: E402
 from model import build_model  # noqa: E402
 from parallel import (copy_full_, gather_weights, load_sharded, local, parallelize, save_sharded,  # noqa: E402
@@ -130,10 +140,17 @@ if reg not in ('none', *losses.REGULARIZERS):
     die(f"unknown regularizer reg='{reg}' (choose from: none, {', '.join(losses.REGULARIZERS)})", 2)
 if reg != 'none' and isinstance(reg_loc, str) and reg_loc not in losses.LOCATIONS:
     die(f"unknown reg_loc='{reg_loc}' (one of: {', '.join(losses.LOCATIONS)}, or a list of hidden-state indices)", 2)
+if grad_accum_reduction not in ('mean', 'sum'):
+    die(f"unknown grad_accum_reduction='{grad_accum_reduction}' (choose from: mean, sum)", 2)
 if reg_impl not in ('auto', 'reference', 'tiled'):
     die(f"unknown reg_impl='{reg_impl}' (choose from: auto, reference, tiled)", 2)
 if parallel not in ('ddp', 'fsdp'):
     die(f"unknown parallel='{parallel}' (choose from: ddp, fsdp)", 2)
+try:
+    from measure import parse_measures  # noqa: E402
+    probe_measures = parse_measures(eval_measures)  # mean_cossim first, always
+except ValueError as e:
+    die(f"eval_measures: {one_line(e)}", 2)
 if sum([reg != 'none', noisy_embedding_alpha > 0, active_forgetting_every > 0]) > 1:
     print("note: several counter-condensation methods are on at once (the paper runs them one at a time)")
 
@@ -155,6 +172,9 @@ compile = device_type == 'cuda' if compile is None else compile
 if parallel == 'fsdp' and dtype == 'float16':
     die("parallel='fsdp' trains in bfloat16 or float32: float16 would need a sharded loss scaler, which train.py "
         "does not have", 2)
+if fsdp and eval_tasks and (lm_eval_interval > 0 or lm_eval_at_start):
+    die("lm-eval during training needs the whole model in one process, which FSDP does not have: keep snapshots "
+        "(--snapshot_interval) and run eval.py on them, or set --lm_eval_interval=0 --lm_eval_at_start=False", 2)
 if gradient_accumulation_steps % world_size:
     die(f"gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by the {world_size} processes", 2)
 micro_steps = gradient_accumulation_steps // world_size  # micro-steps of this process per optimizer step
@@ -177,8 +197,10 @@ if dry_run:
     print(json.dumps(config, indent=2))
     sys.exit(0)
 
-if distributed:
-    dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
+if distributed:  # lm-eval during training runs on the master alone: the others wait for it at the next collective
+    lm_eval_waits = eval_tasks and (lm_eval_interval > 0 or lm_eval_at_start)
+    dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo',
+                            timeout=datetime.timedelta(hours=2) if lm_eval_waits else None)
 torch.manual_seed(seed)  # every process builds the same initial model (FSDP shards it as it is: nothing is broadcast)
 torch.backends.cuda.matmul.allow_tf32 = True
 torch.backends.cudnn.allow_tf32 = True
@@ -243,7 +265,9 @@ try:
 except (FileNotFoundError, ValueError) as e:
     die(str(e))
 torch.manual_seed(seed + rank)  # dropout and noise differ per rank; the data does not (see get_batch)
-config['arch'] = model.arch  # the architecture actually trained (a hub start decides it, not the scratch key)
+# the model actually trained, in the shape keys (a hub start or a checkpoint decides them, not the scratch defaults):
+# run.json and every checkpoint record its real shape
+config.update(model_keys(model))
 if data_meta['vocab_size'] > model.config.vocab_size:
     die(f"dataset vocabulary ({data_meta['vocab_size']}) is larger than the model's ({model.config.vocab_size})")
 if block_size > model.max_seq_len:
@@ -380,11 +404,14 @@ def train_loss(x, y, micro_id):
 
 @torch.no_grad()
 def evaluate():
-    """Val loss and the live condensation probe (per-layer mean cosine, measure.py's definition) on fixed
-    val windows, split across processes and summed."""
-    from measure import mean_cossim
+    """Val loss and the live condensation probe (per-layer mean cosine, measure.py's definition, and the other
+    measures of eval_measures, per window as measure.py) on fixed val windows, split across processes and summed.
+    -> (val loss, mean cosine per hidden state, {measure: value per hidden state} for the others)."""
+    from measure import geometry, mean_cossim
     model.eval()
-    sums = torch.zeros(2 + num_hidden, device=device, dtype=torch.float64)  # loss, windows, cos per layer
+    extra = probe_measures[1:]
+    # loss, windows, cos per layer, then each other measure per layer
+    sums = torch.zeros(2 + num_hidden * (1 + len(extra)), device=device, dtype=torch.float64)
     rounds = math.ceil(eval_iters / world_size)  # FSDP: every process runs as many forwards (each gathers weights)
     for k in range(rank, rounds * world_size, world_size):
         x, y = get_batch('val', k % eval_iters, 0, batch_size)
@@ -393,11 +420,16 @@ def evaluate():
         weight = x.size(0) if k < eval_iters else 0  # one past eval_iters counts for nothing
         sums[0] += loss.item() * weight
         sums[1] += weight
-        sums[2:] += torch.tensor(mean_cossim(hidden), device=device, dtype=torch.float64) * weight
+        sums[2:2 + num_hidden] += torch.tensor(mean_cossim(hidden), device=device, dtype=torch.float64) * weight
+        if extra:  # [num_hidden, B] per measure: the sum over this batch's windows
+            values = geometry(hidden, extra)
+            sums[2 + num_hidden:] += torch.cat([values[m].sum(1) for m in extra]).to(device) * (weight > 0)
     if distributed:
         dist.all_reduce(sums)
     model.train()
-    return (sums[0] / sums[1]).item(), (sums[2:] / sums[1]).tolist()
+    means = (sums[2:] / sums[1]).tolist()
+    return (sums[0] / sums[1]).item(), means[:num_hidden], \
+        {m: means[(i + 1) * num_hidden:(i + 2) * num_hidden] for i, m in enumerate(extra)}
 
 
 def stop_if_diverged(value=None):
@@ -415,28 +447,55 @@ def stop_if_diverged(value=None):
 
 def compute_record():
     """The run's training time as the paper's Table 2 reports it (tables.py's compute column): the wall time of
-    the training loop, evals and saves included, times the processes, summed over resumes."""
-    return {'hours': hours_before + (time.time() - t_start) * world_size / 3600, 'processes': world_size,
-            'device': device_name}
+    the training loop, its val evals and saves included, times the processes, summed over resumes; lm-eval (during
+    training or at the end) and the final condensation measurement are not training, as in the official runs'
+    record, which leaves out their evaluation callback. ckpt.pt and eval.json carry the same record."""
+    return {'hours': hours_before + (time.time() - t_start - lm_eval_seconds) * world_size / 3600,
+            'processes': world_size, 'device': device_name}
+
+
+def lm_eval_now():
+    """lm-eval of eval_tasks on the model as it is now (the master only; exact float32, eval.py's evaluate) ->
+    (lm-eval's results dict, {'step', 'results'}: the entry of eval.json's history, lm-eval's per-task metrics as
+    in its 'results'). The time it takes is kept out of the training time."""
+    global lm_eval_seconds
+    from eval import evaluate as lm_eval
+    t0 = time.time()
+    res = lm_eval(raw_model, data_meta['tokenizer'], eval_tasks, limit=eval_limit, device=device, seed=seed,
+                  include_path=eval_include_path)
+    lm_eval_seconds += time.time() - t0
+    return res, {'step': step, 'results': res['results']}
+
+
+def log_lm_eval(entry):
+    """An evaluation during training goes to metrics.jsonl (so a resume keeps it, and drops those past its
+    checkpoint) and to wandb; eval.json's history is read back from there at the end."""
+    from tables import reported
+    scores = {task: reported(task, m) for task, m in entry['results'].items()}
+    log({'step': entry['step'], 'lm_eval': entry['results']},
+        f"lm-eval step {entry['step']} | " + ' '.join(f"{t} {v[1]:.4f}" for t, v in scores.items() if v))
 
 
 def save(name, full_weights=False):
     """ckpt.pt or a snapshot ckpt_{step:06d}.pt; every process calls it. Under FSDP the training state goes to
     ckpt_sharded/ instead (each process writes its shards), and full_weights=True writes `name` with the full
-    weights only, gathered on the master (the snapshots, and ckpt.pt at the end of the run)."""
+    weights only, gathered on the master (the snapshots, and ckpt.pt at the end of the run). Returns the training
+    time it recorded (eval.json carries the final checkpoint's)."""
     stop_if_diverged()
     path = os.path.join(out_dir, SHARDED if fsdp and not full_weights else name)
+    compute = compute_record()
     try:
         if fsdp and not full_weights:
             save_sharded(path, raw_model, optimizer, training_state(raw_model, optimizer, scaler, step, config,
-                                                                    data_meta, compute_record()))
+                                                                    data_meta, compute))
         else:
             weights = gather_weights(raw_model)  # without FSDP, the model's own state dict
             if master:
                 save_checkpoint(training_state(raw_model, None if fsdp else optimizer, scaler, step, config,
-                                               data_meta, compute_record(), weights=weights), path)
+                                               data_meta, compute, weights=weights), path)
     except OSError as e:  # a full disk, an out_dir gone or made read-only: the previous checkpoint is intact
         die(f"could not save {path} at step {step}: {one_line(e)} (the checkpoint there before, if any, is intact)")
+    return compute
 
 
 # ----------------------------------------------------------------------------- logging
@@ -501,7 +560,10 @@ def draw_training():
 
 # ----------------------------------------------------------------------------- training loop
 model.train()
-t_start, step_start = time.time(), step
+t_start, step_start, lm_eval_seconds = time.time(), step, 0.0
+final_compute = None  # the training time the last ckpt.pt records
+if eval_tasks and lm_eval_at_start and step == 0 and master:  # the starting model: Table 2's base row, per seed
+    log_lm_eval(lm_eval_now()[1])
 t_last, last_train_loss = t_start, float('nan')
 while step < max_iters:
     lr = get_lr(step)
@@ -520,8 +582,10 @@ while step < max_iters:
             sums[1] += reg_value.detach()
         if kd_value is not None:
             sums[2] += kd_value.detach()
-        # DDP and FSDP average gradients over processes, so each process divides by its own micro-step count only
-        scaler.scale(total / micro_steps).backward()
+        # DDP and FSDP average gradients over processes, so for the mean each process divides by its own micro-step
+        # count only, and for the sum over all gradient_accumulation_steps micro-batches it multiplies by the count
+        # of processes (gradient_accumulation_steps / micro_steps): neither depends on how many there are
+        scaler.scale(total * world_size if grad_accum_reduction == 'sum' else total / micro_steps).backward()
     if grad_clip > 0:
         scaler.unscale_(optimizer)
         # the norm of the whole gradient, also under FSDP (its DTensor shards reduce across processes)
@@ -557,13 +621,15 @@ while step < max_iters:
         log({k: v for k, v in record.items() if v is not None}, line + f" | eta {eta_min:.1f}min")
 
     if step % eval_interval == 0 or step == max_iters:
-        val_loss, cos = evaluate()
+        val_loss, cos, probe = evaluate()
         stop_if_diverged(val_loss)
-        log({'step': step, 'val_loss': val_loss, 'mean_cossim': cos},
+        log({'step': step, 'val_loss': val_loss, 'mean_cossim': cos, **probe},
             f"eval step {step} | val {val_loss:.4f} | mean cos by layer " + " ".join(f"{c:.2f}" for c in cos))
-        save('ckpt.pt')
+        final_compute = save('ckpt.pt')  # the last one is the run's: eval.json carries the same training time
         if master:
             draw_training()
+    if eval_tasks and lm_eval_interval > 0 and step % lm_eval_interval == 0 and step < max_iters and master:
+        log_lm_eval(lm_eval_now()[1])  # the last step's evaluation is the final one, below
     if snapshot_interval > 0 and step % snapshot_interval == 0:
         save(f'ckpt_{step:06d}.pt', full_weights=True)
 
@@ -581,7 +647,7 @@ while step < max_iters:
 
 # ----------------------------------------------------------------------------- end of run (ckpt.pt: saved at the last eval)
 if fsdp:  # and ckpt.pt with the full weights, for measure.py, eval.py, sample.py; the master measures that model
-    save('ckpt.pt', full_weights=True)
+    final_compute = save('ckpt.pt', full_weights=True)
     raw_model = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'), device=device)[0] if master else None
 if master:
     # the paper's condensation measurement on val windows: condensation.json and the heatmap (measure.py)
@@ -590,18 +656,24 @@ if master:
     windows, starts = token_windows(load_tokens(data_dir, 'val'), condensation_samples, block_size, seed)
     result = measure_run(raw_model.hidden_states, windows, starts, batch_size, device, step=step, seed=seed,
                          name=os.path.basename(os.path.normpath(out_dir)), source=out_dir,
-                         windows=f"dataset:{dataset}", dtype='float32')
+                         windows=f"dataset:{dataset}", dtype='float32', measures=probe_measures)
     write_outputs([result], out_dir)
     rho = result['spearman']  # None when every layer's mean is the same
     print(f"done: {step} steps, final train loss {last_train_loss:.4f} | mean cos by hidden state "
           f"{' '.join(f'{c:.2f}' for c in result['mean_cossim'])} | spearman {'n/a' if rho is None else f'{rho:.3f}'}"
           f" | files in {out_dir}/")
     if eval_tasks:  # lm-eval on the final model, as the official runs; tables.py reads eval.json
-        from eval import evaluate as lm_eval, to_json
-        results = lm_eval(raw_model, data_meta['tokenizer'], eval_tasks, device=device, seed=seed)
-        atomic_write(os.path.join(out_dir, 'eval.json'),
-                     to_json({'seed': seed, 'config': config, 'compute': compute_record(), **results}))
-        print(f"lm-eval results in {out_dir}/eval.json")
+        from eval import to_json
+        from figures import read_metrics
+        results, final = lm_eval_now()
+        log_lm_eval(final)
+        history = [{'step': r['step'], 'results': r['lm_eval']} for r in read_metrics(metrics_file.name)
+                   if isinstance(r.get('lm_eval'), dict)]  # every evaluation of the run, resumes included
+        atomic_write(os.path.join(out_dir, 'eval.json'), to_json({'seed': seed, 'config': config,
+                                                                   'compute': final_compute or compute_record(),
+                                                                   **results,
+                                                                   'history': history}))
+        print(f"lm-eval results in {out_dir}/eval.json ({len(history)} evaluation(s) in its history)")
     metrics_file.close()
     if wandb is not None:
         wandb.finish()

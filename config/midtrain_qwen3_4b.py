@@ -4,7 +4,8 @@
 # WikiText-103, 4096-token windows, batch 1 x 32, 131,072 tokens per step, a 200M-token budget,
 # AdamW lr 5e-5, betas (0.9, 0.95), wd 0.1, cosine to 0 after a 20% warmup, clip 1.0, bf16, gradient checkpointing,
 # seed 1; lm-eval on the paper's ten tasks at the end. lr is the one-GPU value: our global batch is fixed.
-#   python data/wikitext/prepare.py --tokenizer=Qwen/Qwen3-0.6B --out_dir=data/wikitext_qwen3   # once (one tokenizer for all Qwen3 sizes)
+# train.py prepares the data on first use (one process; the others wait), running
+#   python data/wikitext/prepare.py --tokenizer=Qwen/Qwen3-0.6B --out_dir=data/wikitext_qwen3
 #   torchrun --standalone --nproc_per_node=8 train.py config/midtrain_qwen3_4b.py
 #   torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:PORT train.py config/midtrain_qwen3_4b.py
 #       (the same line on every node; HOST:PORT one node's address; out_dir on a file system all nodes share)
@@ -28,12 +29,15 @@ warmup_frac = 0.2                # warmup = ceil(0.2 * max_steps) = 306 steps
 weight_decay = 0.1
 beta1, beta2 = 0.9, 0.95
 grad_clip = 1.0
+grad_accum_reduction = 'sum'     # the official HF Trainer's: 32x the mean gradient (docs/grad_scale.md)
 dropout = 0.0                    # Qwen3's attention_dropout is 0 and it has no other dropout
 seed = 1
 eval_interval = 306              # the official max_steps // 5 + 1
 eval_iters = 20
 log_interval = 10
 eval_tasks = 'paper'             # the ten tasks, Qwen3 family settings (5-shot, limit 200)
+# (at the end only: lm-eval during training, the official callback's every 306 steps, needs the whole model in one
+# process, which FSDP does not have; tables.py --select=final then reports these runs)
 reg = 'none'
 reg_clamp = 0.25                 # the official Qwen3 script has no clamp flag: the loss class default, 0.25
 parallel = 'fsdp'                # FSDP2: parameters, gradients and AdamW state sharded over the GPUs (parallel.py)

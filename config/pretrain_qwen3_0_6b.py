@@ -2,7 +2,8 @@
 # The paper ran this with TorchTitan and does not state the token budget or schedule; these are ours: the
 # Qwen3-0.6B shape (28 blocks, 1024 wide, 16 heads / 8 kv heads of 128, SwiGLU 3072, tied embeddings), 4096-token
 # windows, 262,144 tokens per step, 5B tokens, lr 3e-4 cosine to 3e-5 after a 2% warmup.
-#   python data/fineweb_edu/prepare.py --tokenizer=Qwen/Qwen3-0.6B --out_dir=data/fineweb_edu_qwen3   # once
+# train.py prepares the data on first use (one process; the others wait), running
+#   python data/fineweb_edu/prepare.py --tokenizer=Qwen/Qwen3-0.6B --out_dir=data/fineweb_edu_qwen3
 #   torchrun --standalone --nproc_per_node=8 train.py config/pretrain_qwen3_0_6b.py
 # Hardware: 8 x H100 for about a day.
 init_from = 'scratch'
