@@ -44,6 +44,18 @@ def save_figure(fig, path):
     return fig
 
 
+def draw_density(ax, run):
+    """One heatmap panel: a column per hidden state at x = index / (num_states - 1), the density of its token
+    cosines on y (the paper's colour scale 0..10 and display range -0.25..1). -> the image, for a colorbar."""
+    hist = np.array(run['histograms'])              # (num_states, bins)
+    half = 0.5 / max(len(hist) - 1, 1)              # columns centred on their layer fraction
+    im = ax.imshow(hist.T, origin='lower', aspect='auto', cmap='Reds', vmin=0, vmax=10,
+                   extent=[-half, 1 + half, -1, 1])
+    ax.set_ylim(-0.25, 1)
+    ax.set_xlabel('layer fraction')
+    return im
+
+
 def plot_heatmaps(runs, path):
     """Figure 2a, side by side for several runs (Figure 7: baseline vs dispersion): one column per hidden state
     at x = index / (num_states - 1), the density of its cosines on y. -> the matplotlib Figure."""
@@ -51,12 +63,7 @@ def plot_heatmaps(runs, path):
     fig = Figure(figsize=(3.6 * len(runs) + 0.8, 3.4))
     axes = fig.subplots(1, len(runs), squeeze=False)
     for ax, run in zip(axes[0], runs):
-        hist = np.array(run['histograms'])              # (num_states, bins)
-        half = 0.5 / max(len(hist) - 1, 1)              # columns centred on their layer fraction
-        im = ax.imshow(hist.T, origin='lower', aspect='auto', cmap='Reds', vmin=0, vmax=10,
-                       extent=[-half, 1 + half, -1, 1])
-        ax.set_ylim(-0.25, 1)                           # the paper's display range
-        ax.set_xlabel('layer fraction')
+        im = draw_density(ax, run)
         ax.set_title(run['name'] if run['step'] is None or run['name'].endswith(f"step {run['step']}")
                      else f"{run['name']} (step {run['step']})", fontsize=9)
     axes[0][0].set_ylabel('cosine similarity')
@@ -219,6 +226,36 @@ def plot_steps(runs, path, measures=('mean_cossim',)):
     return save_figure(fig, path)
 
 
+def run_of(run):
+    """The run a measured checkpoint belongs to: the folder of a snapshot ckpt_XXXXXX.pt or ckpt.pt, else its
+    source (a run folder, an HF model)."""
+    source = run.get('source') or run['name']
+    return os.path.dirname(source) if re.fullmatch(r'ckpt(_\d+)?\.pt', os.path.basename(source)) else source
+
+
+def plot_heatmap_grid(runs, path):
+    """Figure 7 as the official plot_heatmaps.py lays it out: one row per run (the baseline, then the dispersion
+    run), one column per saved checkpoint of it (the evaluation steps), each panel plot_heatmaps' density of the
+    token cosines per hidden state. runs: measure.py --snapshots=True over several runs. -> the Figure."""
+    from matplotlib.figure import Figure
+    rows = {}
+    for r in runs:
+        rows.setdefault(run_of(r), []).append(r)
+    width = max(len(v) for v in rows.values())
+    fig = Figure(figsize=(3.2 * width + 0.8, 2.9 * len(rows)), layout='constrained')
+    axes = fig.subplots(len(rows), width, squeeze=False)
+    for row, (name, cells) in zip(axes, rows.items()):
+        for col, ax in enumerate(row):
+            if col >= len(cells):
+                ax.axis('off')
+                continue
+            im = draw_density(ax, cells[col])
+            ax.set_title(f"{os.path.basename(os.path.normpath(name))}, step {cells[col]['step']}", fontsize=8)
+        row[0].set_ylabel('cosine similarity', fontsize=8)
+    fig.colorbar(im, ax=axes.ravel().tolist(), label='density')
+    return save_figure(fig, path)
+
+
 def state_color(i, n):
     """The colour of hidden state i of n: viridis from the embedding (dark) to the last state (light)."""
     from matplotlib import colormaps
@@ -230,7 +267,8 @@ def state_color(i, n):
 
 def write_figures(runs, out_dir, pairs=False):
     """heatmap.png (one run) or heatmap_<name>.png (each of several) for runs measured with histograms,
-    trend.png for all of them, last_n.png for several, and pairs.png when they are base/distilled pairs."""
+    trend.png for all of them, last_n.png for several, pairs.png when they are base/distilled pairs, and
+    heatmap_grid.png (Figure 7: a row per run, a column per step) for the snapshots of one or more runs."""
     for r in runs:
         if r['histograms'] is not None:
             name = 'heatmap.png' if len(runs) == 1 else f"heatmap_{safe_name(r['name'])}.png"
@@ -244,6 +282,9 @@ def write_figures(runs, out_dir, pairs=False):
     extra = list(dict.fromkeys(m for r in runs for m in r.get('measures', ['mean_cossim'])[1:]))
     for measure in extra:
         plot_trend([r for r in runs if measure in r], os.path.join(out_dir, f'trend_{measure}.png'), measure)
+    rows = {run_of(r) for r in runs}
+    if len(runs) > len(rows) and all(r['histograms'] is not None for r in runs):  # snapshot series: Figure 7's grid
+        plot_heatmap_grid(runs, os.path.join(out_dir, 'heatmap_grid.png'))
     if extra and size_axis(runs)[0] == 'step' and all(m in r for r in runs for m in extra):
         plot_steps(runs, os.path.join(out_dir, 'steps.png'), ['mean_cossim'] + extra)
 

@@ -10,7 +10,8 @@ Embedding condensation: how close in angle the tokens of one text are, layer by 
     python measure.py config/measure_gpt2.py                 # a model family (Fig 2, S1); config/measure_*.py:
                                                              # every family, the texts of Fig S2, Figs 3, 4, 5
     python measure.py --init_from=Qwen/Qwen2.5-72B --device_map=auto --max_memory=0:70GiB,1:70GiB,cpu:200GiB
-    python measure.py --compare=out-measure/base,out-measure/disp --out_dir=out-measure/fig7      # Fig 7
+    python measure.py config/measure_figure7.py              # Fig 7: baseline and dispersion, a column per eval step
+    python measure.py --compare=out-measure/base,out-measure/disp --out_dir=out-compare   # measured runs, side by side
 
 The metric is the authors' (KrishnaswamyLab/LM-Dispersion key_observations/compute_embedding_cossim.py, and
 their PyPI package `embedding-condensation`; docs/measure_bench.md compares the two): every hidden state

@@ -27,6 +27,8 @@ grad_accum_reduction = 'sum'     # the official HF Trainer's: 8x the mean gradie
 dropout = 0.1                    # HF GPT-2's resid/embd/attn dropout, active in the official (HF Trainer) runs
 seed = 1
 eval_interval = 306              # the official max_steps // 5 + 1
+snapshot_interval = 306          # keep the weights of every evaluation step, as the official runs (Figure 7's columns;
+                                 # ~0.5 GB each for GPT-2, 6 per run with step 0)
 eval_iters = 20
 log_interval = 10
 eval_tasks = 'paper'             # the ten tasks, GPT-2 family settings (1-shot, limit 500)

@@ -129,8 +129,10 @@ def test_measure_config_resolves_offline_with_the_official_recipe(path, capsys):
     r = resolve_measure(path, capsys=capsys)
     config = r['config']
     assert r['out_dir'] == config['out_dir'] == 'out-measure/' + name[len('measure_'):]
-    assert config['num_samples'] == 100 and config['dtype'] == 'float32' and config['dry_run'] is True
-    assert config['seq_len'] == (1024 if name == 'measure_pretrain_gpt2_mlp' else 512)
+    figure7 = name == 'measure_figure7'  # the official plot_heatmaps.py: 10 texts x 1024 tokens, every eval checkpoint
+    assert config['num_samples'] == (10 if figure7 else 100) and config['dtype'] == 'float32'
+    assert config['dry_run'] is True and config['snapshots'] is figure7
+    assert config['seq_len'] == (1024 if name in ('measure_pretrain_gpt2_mlp', 'measure_figure7') else 512)
     assert config['hf_dataset'] in ('wikitext', 'pubmed_qa', 'imdb', 'squad')
     assert config['trust_remote_code'] is False  # opt-in on the command line only, never in a config
     assert r['models'] and len(set(r['models'])) == len(r['models'])
@@ -145,7 +147,7 @@ def test_measure_config_resolves_offline_with_the_official_recipe(path, capsys):
 def test_one_measure_config_per_observation_figure(capsys):
     names = {os.path.basename(p)[:-3] for p in MEASURE_CONFIGS}
     assert set(FAMILIES) | {'measure_gpt2_pubmed_qa', 'measure_gpt2_imdb', 'measure_gpt2_squad',
-                            'measure_olmo3_stages', 'measure_pretrain_gpt2_mlp'} == names
+                            'measure_olmo3_stages', 'measure_pretrain_gpt2_mlp', 'measure_figure7'} == names
     for name, models in FAMILIES.items():  # the official hub ids, in order of size
         assert resolve_measure(os.path.join(ROOT, 'config', name + '.py'), capsys=capsys)['models'] == models, name
     pairs = resolve_measure(os.path.join(ROOT, 'config', 'measure_distill_qwen2_5.py'), capsys=capsys)['config']
@@ -198,3 +200,15 @@ def test_given_keys_are_what_each_config_assigns(capsys, monkeypatch):
     for path in CONFIGS:
         resolve(path, '--seed=5', capsys=capsys)
         assert seen.pop() == assigned_names(path) | {'dry_run', 'seed'}, path
+
+
+def test_figure7_measures_the_baseline_and_the_largest_lambda_run_at_every_eval_checkpoint(capsys):
+    """Figure 7 as the official plot_heatmaps.py: the baseline and the dispersion run with the largest lambda <= 1,
+    each at every saved evaluation checkpoint, which config/midtrain_gpt2.py keeps (step 0 and every 306 steps)."""
+    r = resolve_measure(os.path.join(ROOT, 'config', 'measure_figure7.py'), capsys=capsys)
+    assert r['config']['ckpt'] == ['out/midtrain_gpt2', 'out/midtrain_gpt2_disp_lambda1p0']
+    disp = resolve(os.path.join(ROOT, 'config', 'midtrain_gpt2_disp_lambda1p0.py'), capsys=capsys)
+    base = resolve(os.path.join(ROOT, 'config', 'midtrain_gpt2.py'), capsys=capsys)
+    assert disp['reg'] == 'dispersion' and disp['reg_coeff'] == 1.0 and disp['out_dir'] == r['config']['ckpt'][1]
+    assert base['reg'] == 'none' and base['out_dir'] == r['config']['ckpt'][0]
+    assert base['snapshot_interval'] == base['lm_eval_interval'] == 306

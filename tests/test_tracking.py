@@ -109,3 +109,20 @@ def test_training_figure_shows_what_metrics_jsonl_holds(tmp_path):
     assert list(train_line.get_ydata()) == [3.0, 2.5, 2.0] and list(val_line.get_xdata()) == [2, 4]
     with pytest.raises(ValueError):
         plot_training([], str(tmp_path / "empty.png"))
+
+
+def test_figure7_grid_has_a_row_per_run_and_a_column_per_step(tmp_path):
+    from figures import write_figures
+    rng = np.random.default_rng(0)
+    runs = [{"name": f"{run} step {step}", "source": f"/x/{run}/" + ("ckpt.pt" if step == 40 else f"ckpt_{step:06d}.pt"),
+             "step": step, "histograms": rng.random((5, 128)).tolist(), "mean_cossim": list(rng.random(5)),
+             "spearman": 0.5, "kendall": 0.4, "n_params": 1, "mean_last_n": list(rng.random(5))}
+            for run in ("base", "disp") for step in (0, 20, 40)]
+    write_figures(runs, str(tmp_path))
+    assert (tmp_path / "heatmap_grid.png").is_file()
+    from figures import plot_heatmap_grid
+    fig = plot_heatmap_grid(runs, str(tmp_path / "grid.png"))
+    panels = [ax for ax in fig.axes if ax.get_images() and ax.get_title()]
+    assert [ax.get_title() for ax in panels] == [f"{r}, step {s}" for r in ("base", "disp") for s in (0, 20, 40)]
+    for ax, run in zip(panels, runs):  # each panel: the run's histograms, one column per hidden state
+        np.testing.assert_array_equal(np.asarray(ax.get_images()[0].get_array()), np.array(run["histograms"]).T)

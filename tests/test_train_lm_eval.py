@@ -35,6 +35,7 @@ def test_history_at_start_interval_and_end_through_a_resume(tmp_path, data_dir, 
     assert steps == [0, 2, 4, 6]  # step 2 once: the first run's final evaluation stands for it
     assert ev["history"][-1]["results"] == ev["results"]  # the final evaluation is the last entry
     assert ev["history"][0] == first["history"][0]  # kept across the resume
+    assert torch.load(out / "ckpt_000000.pt", weights_only=True)["step"] == 0  # the starting model is kept too
     for step in (4, 6):  # each entry is what lm-eval itself scores on the model of that step
         ref = lm_eval_reference(str(out / f"ckpt_{step:06d}.pt"), task_dir, tmp_path, seed=3)
         got = next(h for h in ev["history"] if h["step"] == step)["results"]["tiny_mc"]
