@@ -564,6 +564,8 @@ t_start, step_start, lm_eval_seconds = time.time(), step, 0.0
 final_compute = None  # the training time the last ckpt.pt records
 if eval_tasks and lm_eval_at_start and step == 0 and master:  # the starting model: Table 2's base row, per seed
     log_lm_eval(lm_eval_now()[1])
+if snapshot_interval > 0 and step == 0:  # the starting model too (the official runs keep it): Figure 7's first column
+    save('ckpt_000000.pt', full_weights=True)
 t_last, last_train_loss = t_start, float('nan')
 while step < max_iters:
     lr = get_lr(step)
