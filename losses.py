@@ -2,8 +2,9 @@
 The dispersion loss and its alternatives as the paper's Table 1 writes them, which hidden states they act on,
 and the distillation loss. Pure functions of tensors. Tests: python -m pytest -q tests/test_losses.py
 
-    logits, ce, hidden = model(idx, targets, return_hidden=True)   # train.py
+    logits, ce, hidden = model(idx, targets, return_hidden=True)
     loss = ce + reg_coeff * hidden_reg_loss(hidden, 'dispersion', loc='all', tau=reg_tau)
+    # train.py makes the same call through losses_tiled.hidden_reg_loss, which may run the fast path instead
 
 Each regularizer is a function of z [B, T, d] that forms token pairs within each sequence (never across the
 batch) and returns one scalar averaged over the batch. With D = arccos(cossim) / pi in [0, 1] (1/2 = orthogonal):
@@ -16,7 +17,9 @@ batch) and returns one scalar averaged over the batch. With D = arccos(cossim) /
 
 This file is the definition: each function computes its formula in plain autograd, in float32 (float64 stays
 float64) whatever the input dtype and autocast (arccos near +-1 and logsumexp are where bfloat16 goes wrong).
-losses_tiled.py, tested equal to it, computes them tile by tile (memory linear in T, fused kernels on CUDA).
+It imports nothing of ours. losses_tiled.py, one floor up, computes the same losses tile by tile (memory linear
+in T, fused kernels on CUDA) and chooses between the two for train.py: the fast path only where it pays, and only
+after checking at start-up that it still equals the definition here, so an edited formula trains or fails loudly.
 A new regularizer: write a function of z with its options as keyword arguments, add it to REGULARIZERS.
 """
 import functools
@@ -163,10 +166,9 @@ def _check_positive(**values):
 
 
 # -----------------------------------------------------------------------------
-# which hidden states, which tokens, and the entry point train.py calls
+# which hidden states, which tokens, and the definition's entry point (train.py goes through losses_tiled.py)
 
 LOCATIONS = ('all', 'early_half', 'late_half', 'last')
-IMPLS = ('auto', 'reference', 'tiled')
 
 
 def select_layers(num_hidden, loc):
@@ -217,18 +219,18 @@ def _options_of(fn):
     return {p.name: p.default for p in list(inspect.signature(fn).parameters.values())[1:]}
 
 
-def hidden_reg_loss(hidden, name, loc='all', max_tokens=None, generator=None, impl='auto', fuse=False, **options):
-    """The regularizer `name` averaged over the hidden states (the model's n_layer + 1 tensors [B, T, d]) that
-    select_layers picks. options (tau, clamp, margin, ...) go to the loss if its signature takes them, so one call
-    serves every regularizer; one that none takes is an error. With max_tokens, each layer draws its own tokens,
-    in layer order (the official code calls the loss once per layer). The layers go through the loss at once, as
-    [L*B, T, d]: every loss is a mean over sequences, so this is exactly the mean of the per-layer losses.
-    impl: 'reference' runs the definition above; 'tiled' losses_tiled.py's version (the definition where there is
-    none); 'auto' the tiled one where it pays, today wherever it exists. fuse=True compiles the tiles."""
+def reg_inputs(hidden, name, loc='all', max_tokens=None, generator=None, **options):
+    """hidden_reg_loss's checks and inputs: (z, kwargs), z [L*B, T, d] the tokens of the hidden states (the model's
+    n_layer + 1 tensors [B, T, d]) that select_layers picks, kwargs the options the loss `name` takes (its
+    defaults filled in). options (tau, clamp, margin, ...) go to the loss if its signature takes them, so one call
+    serves every regularizer; one that none takes is an error. With max_tokens, each layer draws its own tokens, in
+    layer order (the official code calls the loss once per layer). The layers go through the loss at once: every
+    loss is a mean over sequences, so this is exactly the mean of the per-layer losses."""
     if name not in REGULARIZERS:
         raise ValueError(f"unknown regularizer {name!r}; expected one of {', '.join(REGULARIZERS)}")
-    if impl not in IMPLS:
-        raise ValueError(f"unknown impl {impl!r}; expected one of {', '.join(IMPLS)}")
+    if 'impl' in options or 'fuse' in options:  # they were this function's before the fast path moved up a floor
+        raise ValueError("losses.hidden_reg_loss runs the definition only: impl= and fuse= are "
+                         "losses_tiled.hidden_reg_loss's, which chooses between it and the fast path")
     unknown = set(options).difference(*map(_options_of, REGULARIZERS.values()))
     if unknown:
         raise ValueError(f"option {sorted(unknown)[0]!r} is taken by no regularizer ({', '.join(REGULARIZERS)})")
@@ -238,15 +240,22 @@ def hidden_reg_loss(hidden, name, loc='all', max_tokens=None, generator=None, im
         if hidden[i].dim() != 3 or tuple(hidden[i].shape) != shape:
             raise ValueError(f"hidden state {i} has shape {tuple(hidden[i].shape)}, expected [B, T, d] = {shape}")
     z = torch.cat([subsample(hidden[i], max_tokens, generator) for i in layers])  # (L*B, T, d)
-    fn = REGULARIZERS[name]
-    kwargs = {k: options.get(k, default) for k, default in _options_of(fn).items()
+    kwargs = {k: options.get(k, default) for k, default in _options_of(REGULARIZERS[name]).items()
               if k in options or default is not inspect.Parameter.empty}
-    if impl != 'reference':  # 'auto' = 'tiled': faster and leaner at every size measured (see losses_tiled.py)
-        import losses_tiled
-        if name in losses_tiled.TILED:
-            return losses_tiled.TILED[name](z, **kwargs, fuse=fuse)
+    return z, kwargs
+
+
+def reg_loss(name, z, **kwargs):
+    """The definition REGULARIZERS[name](z, **kwargs), in float32 (float64 stays float64) with autocast off."""
     with torch.autocast(device_type=z.device.type, enabled=False):  # a new loss's own matmuls, in float32 too
-        return fn(float_tokens(z), **kwargs)
+        return REGULARIZERS[name](float_tokens(z), **kwargs)
+
+
+def hidden_reg_loss(hidden, name, loc='all', max_tokens=None, generator=None, **options):
+    """The regularizer `name`, as defined above, averaged over the hidden states that select_layers picks (see
+    reg_inputs for the options). train.py calls losses_tiled.hidden_reg_loss, which runs this or the fast path."""
+    z, kwargs = reg_inputs(hidden, name, loc, max_tokens, generator, **options)
+    return reg_loss(name, z, **kwargs)
 
 
 # -----------------------------------------------------------------------------

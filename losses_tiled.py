@@ -1,6 +1,7 @@
 """
 The accelerator for losses.py: the same regularizers, computed tile by tile over the [B, T, T] pair matrix with
-a hand-written backward. losses.py is the definition; every function here is tested equal to it (values and
+a hand-written backward, and hidden_reg_loss, the entry point train.py calls, which chooses between the two.
+losses.py is the definition and imports nothing of ours; every function here is tested equal to it (values and
 gradients, float64, on each of the paths below) in tests/test_losses.py.
 
     python -m pytest -q tests/test_losses.py
@@ -13,12 +14,17 @@ elementwise passes over them. Here the gradient is written out by hand, so:
   tile ("recomputed", "tiled"), so memory grows with B*T*d, not B*T^2;
 - with fuse=True each tile's elementwise chain is one or two kernels made by torch.compile (train.py asks for it
   on CUDA), so the loss costs little more than its matmuls.
-When it pays: wherever it exists, so hidden_reg_loss's impl='auto' always takes it. Measured on CPU (1 thread,
-forward + backward of 6 layers x 384 features, median of 9 calls, reference -> tiled): at T=256, B=4 dispersion
-82 -> 34 ms, l2_repel 99 -> 48 ms, the other three 59-97 -> 32-37 ms, saved for backward 42-60 -> 15-24 MB; at
-T=1024, B=1 dispersion 241 -> 123 ms, the other four 189-355 -> 107-120 ms, saved 61-133 -> 33-42 MB; at T=16
-both take 0.2 ms. On CUDA, memory decides: the reference keeps several float32 [B, T, T] tensors for backward
-(0.8 GB each for GPT-2 small's 12 layers x 16 x 1024^2 pairs), the tiled path at most one.
+When it pays: the loss alone is 1.7-3.7x faster here than the definition at every size measured, but a training
+step notices only from about 512 tokens per sequence. Measured on CPU: 1 thread, forward + backward of 6 layers x
+384 features, B x T = 1,024, against a 4.2 s step. The saving is 0.3% of the step at the paper's 256 of 1,024
+tokens, 1-1.5% at T = 16 to 256, 3% at 512 and 6.6% at 1,024 (dispersion 449 -> 169 ms, 67 -> 33 MB kept for
+backward). So hidden_reg_loss's impl='auto' (choose_impl) runs the definition below AUTO_MIN_TOKENS and this file
+from there up. Before this file runs at all, fast_path_mismatch checks that it still equals the definition on a
+small input. An edited formula in losses.py that this file does not follow then trains as written under 'auto',
+with a note, and impl='tiled' refuses it. docs/bench.md has the numbers.
+On CUDA the threshold is the CPU's, not measured against the definition there; memory points the same way: the
+reference keeps several float32 [B, T, T] tensors for backward (0.8 GB each for GPT-2 small's 12 layers x 16 x
+1024^2 pairs), the tiled path at most one.
 A loss with no entry in TILED runs its definition. Each function takes the definition's arguments (all of them:
 hidden_reg_loss fills in the definition's defaults) plus fuse.
 """
@@ -28,7 +34,6 @@ import warnings
 import torch
 
 import losses
-from configurator import one_line
 
 
 def dispersion(z, tau, clamp, fuse=False):
@@ -65,6 +70,96 @@ def l2_repel(z, tau, norm_coeff, off_diagonal, fuse=False):
 
 TILED = {'dispersion': dispersion, 'orthogonalization': orthogonalization, 'l2_repel': l2_repel,
          'decorrelation': decorrelation, 'infonce_cos': infonce_cos}
+
+# -----------------------------------------------------------------------------
+# which one runs: the entry point train.py calls, the rule, and the start-up check
+
+IMPLS = ('auto', 'reference', 'tiled')
+# reg_impl='auto' takes the fast path from this many tokens per sequence up (T, or max_tokens when the loss
+# subsamples), the definition below it. Measured on CPU (docs/bench.md, "When the fast path pays"); CUDA keeps the
+# CPU's rule: unmeasured there against the definition (docs/gpu/ times the fast path, not losses.py)
+AUTO_MIN_TOKENS = {'cpu': 512, 'cuda': 512}
+
+
+def hidden_reg_loss(hidden, name, loc='all', max_tokens=None, generator=None, impl='auto', fuse=False, **options):
+    """losses.hidden_reg_loss (same arguments, same value and gradient) run by the implementation choose_impl
+    picks: 'reference' the definition in losses.py, 'tiled' this file's version, 'auto' the fast path where it pays.
+    A loss with no version here runs its definition whatever impl says. fuse=True compiles the tiles."""
+    if impl not in IMPLS:
+        raise ValueError(f"unknown impl {impl!r}; expected one of {', '.join(IMPLS)}")
+    z, kwargs = losses.reg_inputs(hidden, name, loc, max_tokens, generator, **options)
+    chosen, note = choose_impl(name, impl, z.shape[1], z.device.type, **kwargs)
+    if note:
+        warnings.warn(note, stacklevel=2)  # once per caller, as warnings go; train.py prints it at start-up
+    if chosen == 'tiled':
+        return TILED[name](z, **kwargs, fuse=fuse)
+    return losses.reg_loss(name, z, **kwargs)
+
+
+def choose_impl(name, impl, tokens, device_type, **options):
+    """(what runs, note) for the loss `name` on `tokens` tokens per sequence on device_type ('cpu', 'cuda').
+    'reference', or no version here: the definition. 'auto': the fast path from AUTO_MIN_TOKENS up, if it still
+    equals the definition (fast_path_mismatch), else the definition and a note saying why. 'tiled': the fast path;
+    ValueError if it no longer equals the definition. options: the loss's, as hidden_reg_loss takes them."""
+    if impl not in IMPLS:
+        raise ValueError(f"unknown impl {impl!r}; expected one of {', '.join(IMPLS)}")
+    if impl == 'reference' or name not in TILED:
+        return 'reference', None
+    if impl == 'auto' and tokens < AUTO_MIN_TOKENS.get(device_type, AUTO_MIN_TOKENS['cpu']):
+        return 'reference', None
+    mismatch = fast_path_mismatch(name, **options)
+    if mismatch is None:
+        return 'tiled', None
+    if impl == 'tiled':
+        raise ValueError(f"reg_impl='tiled' runs losses_tiled.{name}, which no longer equals the definition "
+                         f"losses.{name} ({mismatch}): update losses_tiled.py, or train the definition with "
+                         f"reg_impl='reference' or 'auto'")
+    return 'reference', (f"note: reg_impl='auto' trains losses.py's {name} as written, not the fast path: "
+                         f"losses_tiled.{name} no longer equals it ({mismatch})")
+
+
+_checked = {}  # (name, options, definition, fast version) -> fast_path_mismatch's answer
+
+
+def fast_path_mismatch(name, **options):
+    """None if the fast version of `name` equals its definition in losses.py, value and gradient, in float64 on a
+    small random input with the clamp at work (a few ms, once per process and options); else what differs, in a few
+    words. It catches an edited formula in losses.py that this file was not updated for (a change confined to
+    sizes or options this input does not reach escapes it: tests/test_losses.py checks every path)."""
+    probe = torch.randn(2, 9, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    probe[:, 1] = 2 * probe[:, 0] + 1e-3 * probe[:, 3]  # a near-duplicate and a near-antipode of token 0
+    probe[:, 2] = -0.5 * probe[:, 0] + 1e-3 * probe[:, 4]
+    z, kwargs = losses.reg_inputs([probe, probe], name, loc='last', **options)
+    key = (name, repr(sorted(kwargs.items())), losses.REGULARIZERS[name], TILED[name])
+    if key not in _checked:
+        # our own saved-tensor hooks: a caller's (a memory probe, offloading) neither sees nor changes the check
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+            _checked[key] = _compare(name, z, kwargs)
+    return _checked[key]
+
+
+def _one_line(e):
+    """An exception as 'Type: first line of its message' (this file imports nothing of ours but losses.py)."""
+    first = (str(e).strip().splitlines() or [''])[0].strip()
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def _compare(name, z, kwargs):
+    z = z.detach().requires_grad_()
+    want = losses.reg_loss(name, z, **kwargs)
+    (want_grad,) = torch.autograd.grad(want, z)
+    try:
+        got = TILED[name](z, **kwargs)
+        (got_grad,) = torch.autograd.grad(got, z)
+    except Exception as e:  # noqa: BLE001 (a new option or formula the fast version does not know)
+        return f"it raises {_one_line(e)}"
+    if not torch.allclose(got, want, rtol=1e-9, atol=1e-12):
+        return f"value {got.item():.10g}, the definition's {want.item():.10g}"
+    scale = want_grad.abs().max().item()
+    err = (got_grad - want_grad).abs().max().item()
+    if not err <= 1e-8 * scale + 1e-12:
+        return f"gradient off by {err:.2g}, its largest entry {scale:.2g}"
+    return None
 
 
 def _check(tau=1.0, clamp=0.5):
@@ -270,7 +365,7 @@ def _run(fuse, fn, c, *args):
     except torch.OutOfMemoryError:
         raise  # not the compiler's fault: eager would need the memory too
     except Exception as e:  # noqa: BLE001 (any compiler failure: the eager path computes the same)
-        warnings.warn(f"losses_tiled.py: torch.compile of {fn.__name__} failed ({one_line(e)}); "
+        warnings.warn(f"losses_tiled.py: torch.compile of {fn.__name__} failed ({_one_line(e)}); "
                       f"running it eagerly")
         _compiled[fn] = False
         return fn(c, *args)

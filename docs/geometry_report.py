@@ -81,7 +81,8 @@ def cost(run_dir, rounds=5):
     import torch
     from checkpoint import load_checkpoint
     from data import dataset_dir, load_tokens
-    from measure import geometry, mean_cossim, measure_run, token_windows
+    from condensation import geometry, mean_cossim, measure_run
+    from measure import token_windows
     from model import GPT, GPTConfig
     torch.manual_seed(0)
     model, ck = load_checkpoint(run_dir, device='cpu')

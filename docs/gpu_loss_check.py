@@ -25,7 +25,7 @@ dev = 'cuda'
 
 def value_and_grad(name, z, fuse, **kw):
     z = z.detach().clone().requires_grad_()
-    value = losses.hidden_reg_loss([z, z], name, loc='last', impl='tiled', fuse=fuse, **kw)  # the tiles on z
+    value = losses_tiled.hidden_reg_loss([z, z], name, loc='last', impl='tiled', fuse=fuse, **kw)  # the tiles on z
     value.backward()
     return value.detach(), z.grad
 
@@ -67,8 +67,8 @@ def time_loss(hidden, max_tokens, fused, n=20):
         h = [t.detach().requires_grad_() for t in hidden]
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        loss = losses.hidden_reg_loss(h, 'dispersion', loc='all', tau=1.0, clamp=0.1, max_tokens=max_tokens,
-                                      generator=gen, impl='tiled', fuse=fused)
+        loss = losses_tiled.hidden_reg_loss(h, 'dispersion', loc='all', tau=1.0, clamp=0.1, max_tokens=max_tokens,
+                                            generator=gen, impl='tiled', fuse=fused)
         loss.backward()
         end.record()
         torch.cuda.synchronize()

@@ -5,12 +5,18 @@ Tests for losses.py (the definitions) and losses_tiled.py (the accelerator):
     row tiles), fused (torch.compile on CPU) or not, and its hand-written backward against finite differences;
 (c) a sixth regularizer, registered at test time, runs through the entry point with no other change;
 (d) l2_repel is the official form (diagonal kept), bounded below by -log T; off_diagonal=True is the i != j one;
+(e) reg_impl='auto' runs the definition below 512 tokens per sequence, the fast path from there on, and only a fast
+    path that still equals the definition: an edited formula in losses.py trains, or reg_impl='tiled' refuses it;
 then invariances, degenerate inputs, the measured effect, layer selection, subsampling, memory, distillation.
 
     OMP_NUM_THREADS=1 python -m pytest -q tests/test_losses.py
 """
+import ast
 import math
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -19,8 +25,10 @@ import torch.nn.functional as F
 
 import losses
 import losses_tiled
-from losses import (REGULARIZERS, decorrelation, dispersion, distillation, hidden_reg_loss, orthogonalization,
-                    select_layers, subsample)
+from losses import (REGULARIZERS, decorrelation, dispersion, distillation, orthogonalization, select_layers,
+                    subsample)
+from losses_tiled import hidden_reg_loss  # the entry point train.py calls: the definition or the fast path, by impl
+from test_train import ROOT, TINY, data_dir, metrics  # noqa: F401 (data_dir: a fixture)
 
 
 @pytest.fixture(autouse=True)
@@ -281,6 +289,7 @@ def test_tiled_equals_the_definition(name, path, monkeypatch):
         z = condensed_ish(B, T, d, seed)
         assert off_diagonal(ref_cos(z)).abs().max() > 0.99  # the clamp acts
         for kw in ({}, OPTIONS[name]):
+            losses_tiled.fast_path_mismatch(name, **kw)  # the start-up check (cached): its tiles are not counted
             calls.clear()
             value, grad = value_and_grad(loss_fn(name, 'tiled'), z, **kw)
             ref_value, ref_grad = value_and_grad(loss_fn(name, 'reference'), z, **kw)
@@ -435,7 +444,7 @@ def test_hidden_reg_loss_passes_each_loss_its_own_options(impl):
         pytest.approx(decorrelation(layer).item(), abs=1e-14)
 
 
-@pytest.mark.parametrize('impl', ['reference', 'auto'])
+@pytest.mark.parametrize('impl', IMPLS)
 @pytest.mark.parametrize('name', list(REGULARIZERS))
 @pytest.mark.parametrize('loc', ['all', 'early_half', 'late_half', 'last', [0, -2]])
 def test_hidden_reg_loss_is_the_mean_over_layers(name, loc, impl):
@@ -451,6 +460,152 @@ def test_hidden_reg_loss_is_the_mean_over_layers(name, loc, impl):
         assert (got is None) == (want is None)
         if got is not None:
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-13)
+
+
+# -----------------------------------------------------------------------------
+# (e) which one runs: 'auto' by the tokens per sequence the loss sees; an edited definition trains or fails loudly
+
+def imports_of_ours(module):
+    """The modules of this repository that module's source imports, at the top or inside functions."""
+    ours = {f[:-3] for f in os.listdir(ROOT) if f.endswith('.py')}
+    assert {'losses', 'losses_tiled', 'configurator'} <= ours
+    tree = ast.parse(open(module.__file__).read())
+    imported = {a.name.split('.')[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split('.')[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert 'torch' in imported
+    return imported & ours
+
+
+def test_losses_py_imports_nothing_of_ours():
+    assert imports_of_ours(losses) == set() and imports_of_ours(losses_tiled) == {'losses'}
+    # the old spelling names the new home of impl= and fuse=
+    hidden = [torch.randn(1, 4, 3)] * 2
+    for kw in ({'impl': 'tiled'}, {'fuse': True}):
+        with pytest.raises(ValueError, match=r"impl= and fuse= are losses_tiled\.hidden_reg_loss's"):
+            losses.hidden_reg_loss(hidden, 'dispersion', **kw)
+
+
+# the rule, as docs/bench.md states it (CPU measured, CUDA the same rule, unmeasured against the definition)
+@pytest.mark.parametrize('device_type', ['cpu', 'cuda'])
+@pytest.mark.parametrize('tokens, expected', [(2, 'reference'), (256, 'reference'), (511, 'reference'),
+                                              (512, 'tiled'), (1024, 'tiled'), (8192, 'tiled')])
+def test_auto_takes_the_fast_path_from_512_tokens_per_sequence(tokens, expected, device_type):
+    for name in REGULARIZERS:
+        assert losses_tiled.choose_impl(name, 'auto', tokens, device_type) == (expected, None)
+        # an explicit choice holds at every size
+        assert losses_tiled.choose_impl(name, 'tiled', tokens, device_type) == ('tiled', None)
+        assert losses_tiled.choose_impl(name, 'reference', tokens, device_type) == ('reference', None)
+
+
+def test_auto_counts_the_tokens_the_loss_sees(monkeypatch):
+    """T, or max_tokens when the loss subsamples: the paper's 256 of 1024 run the definition."""
+    seen = []
+    fast = losses_tiled.TILED['dispersion']
+    monkeypatch.setitem(losses_tiled.TILED, 'dispersion', lambda z, **kw: seen.append(z.shape[1]) or fast(z, **kw))
+    monkeypatch.setitem(losses_tiled.AUTO_MIN_TOKENS, 'cpu', 12)  # small tensors, same rule
+    hidden = [torch.randn(2, 12, 5, dtype=torch.float64) for _ in range(3)]
+    for max_tokens, T, fast_ran in ((None, 12, True), (12, 12, True), (11, 11, False), (4, 4, False)):
+        seen.clear()
+        value = hidden_reg_loss(hidden, 'dispersion', max_tokens=max_tokens, generator=torch.Generator().manual_seed(0))
+        assert (T in seen) == fast_ran, (max_tokens, seen)
+        gen = torch.Generator().manual_seed(0)  # the same tokens, through the naive formula
+        z = torch.cat([subsample(h, max_tokens, gen) for h in hidden[1:]])
+        torch.testing.assert_close(value, ref_dispersion(z), rtol=1e-12, atol=1e-14)
+    # a regularizer with no fast version runs its definition at every size
+    assert losses_tiled.choose_impl('uniformity', 'auto', 4096, 'cpu') == ('reference', None)
+
+
+@pytest.mark.parametrize('name', list(REGULARIZERS))
+def test_the_start_up_check_passes_the_definitions_as_written(name):
+    extra = {'l2_repel': {'off_diagonal': True}, 'dispersion': {'tau': 0.01}}.get(name, {})  # tau 0.01: amax shift
+    for kw in ({}, OPTIONS[name], extra):
+        assert losses_tiled.fast_path_mismatch(name, **kw) is None
+        assert losses_tiled.choose_impl(name, 'auto', 1024, 'cpu', **kw) == ('tiled', None)
+
+
+def doubled_tau(z, tau=1.0, clamp=0.1):  # an edited formula: another value
+    return dispersion(z, 2 * tau, clamp)
+
+
+def plain_clamp(z, tau=1.0, clamp=0.1):  # the same values, but no gradient where the clamp acts
+    c = losses.cosine_matrix(z).clamp(-1 + clamp, 1 - clamp)
+    return losses.log_mean_exp(-torch.arccos(c) / (math.pi * tau), off_diagonal=True)
+
+
+def with_power(z, tau=1.0, clamp=0.1, power=1.0):  # a new option the fast version does not take
+    return dispersion(z, tau, clamp) * power
+
+
+@pytest.mark.parametrize('edited, what', [(doubled_tau, 'value'), (plain_clamp, 'gradient off'),
+                                          (with_power, 'it raises TypeError')])
+def test_an_edited_definition_runs_under_auto_and_is_refused_under_tiled(edited, what, monkeypatch):
+    monkeypatch.setitem(REGULARIZERS, 'dispersion', edited)
+    impl, note = losses_tiled.choose_impl('dispersion', 'auto', 4096, 'cpu', tau=0.5, clamp=0.1)
+    assert impl == 'reference' and '\n' not in note
+    assert note.startswith("note: reg_impl='auto' trains losses.py's dispersion as written, not the fast path: "
+                           f"losses_tiled.dispersion no longer equals it ({what}"), note
+    with pytest.raises(ValueError, match=r"^reg_impl='tiled' runs losses_tiled\.dispersion, which no longer equals "
+                                         rf"the definition losses\.dispersion \({what}"):
+        losses_tiled.choose_impl('dispersion', 'tiled', 16, 'cpu', tau=0.5)
+    # through the entry point: 'auto' warns and computes the edited formula (float64, against a naive one)
+    monkeypatch.setitem(losses_tiled.AUTO_MIN_TOKENS, 'cpu', 8)
+    z = condensed_ish(2, 12, 5, 3)
+    with pytest.warns(UserWarning, match="trains losses.py's dispersion as written"):
+        value, grad = value_and_grad(loss_fn('dispersion', 'auto'), z, tau=0.5)
+    naive = {doubled_tau: lambda z: ref_dispersion(z, tau=1.0),
+             plain_clamp: lambda z: torch.log(torch.exp(-off_diagonal(
+                 torch.arccos(ref_cos(z).clamp(-0.9, 0.9)) / math.pi) / 0.5).mean(dim=1)).mean(),
+             with_power: lambda z: ref_dispersion(z, tau=0.5)}[edited]
+    ref_value, ref_grad = value_and_grad(naive, z)
+    torch.testing.assert_close(value, ref_value, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-14)
+    with pytest.raises(ValueError, match='no longer equals'):
+        loss_fn('dispersion', 'tiled')(z, tau=0.5)
+
+
+EDIT = ("    return log_mean_exp(-D / tau, off_diagonal=True)\n",  # dispersion's formula in losses.py, and an edit
+        "    return log_mean_exp(-D / (2 * tau), off_diagonal=True)\n")
+
+
+def run_train(root, out_dir, data_dir, *args):
+    cmd = [sys.executable, 'train.py', f'--dataset={data_dir}', f'--out_dir={out_dir}', *TINY, '--n_layer=1',
+           '--block_size=512', '--batch_size=1', '--max_iters=3', '--eval_interval=100', '--reg=dispersion', *args]
+    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+
+
+def test_an_edited_definition_trains_under_the_default_and_tiled_refuses_it(tmp_path, data_dir):
+    """A researcher edits dispersion's formula in a copy of the repository and trains with the default reg_impl, at
+    T = 512, where 'auto' takes the fast path: the run trains the edited formula, not the one the fast path computes,
+    and says so on one line. reg_impl='tiled' refuses, before any write."""
+    assert losses_tiled.choose_impl('dispersion', 'auto', 512, 'cpu') == ('tiled', None)
+    edited = tmp_path / 'edited'
+    edited.mkdir()
+    for f in os.listdir(ROOT):
+        if f.endswith('.py'):
+            shutil.copy(os.path.join(ROOT, f), edited)
+    source = (edited / 'losses.py').read_text()
+    assert source.count(EDIT[0]) == 1
+    (edited / 'losses.py').write_text(source.replace(*EDIT))
+    logs, reg = {}, {}
+    for key, root in (('fast', ROOT), ('auto', edited)):  # the default reg_impl, unedited and edited
+        r = run_train(root, tmp_path / key, data_dir)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        logs[key] = r.stdout
+        reg[key] = [m['reg_loss'] for m in metrics(tmp_path / key) if 'reg_loss' in m]
+    note = "note: reg_impl='auto' trains losses.py's dispersion as written, not the fast path"
+    assert [line for line in logs['auto'].splitlines() if line.startswith(note)], logs['auto'][-2000:]
+    assert note not in logs['fast'] and len(reg['auto']) == len(reg['fast']) == 3
+    # the same weights at step 1, so only the formula differs: the edited one, log mean exp(-D/2), is about half
+    # the other (D's spread is small at the start); then the training differs
+    assert reg['auto'][0] == pytest.approx(reg['fast'][0] / 2, rel=0.05)
+    assert all(abs(a - b) > 1e-3 for a, b in zip(reg['auto'], reg['fast']))
+    ce = {key: [m['train_loss'] for m in metrics(tmp_path / key) if 'train_loss' in m] for key in reg}
+    assert ce['auto'][0] == pytest.approx(ce['fast'][0], abs=1e-6) and ce['auto'][1:] != ce['fast'][1:]
+    r = run_train(edited, tmp_path / 'tiled', data_dir, '--reg_impl=tiled')
+    assert r.returncode == 2 and not (tmp_path / 'tiled').exists()
+    assert r.stderr.startswith("error: reg_impl='tiled' runs losses_tiled.dispersion, which no longer equals the "
+                               "definition losses.dispersion (value ") and r.stderr.count('\n') == 1, r.stderr
 
 
 # -----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Tests of model.py and checkpoint.py: against Hugging Face transformers (the reference implementation),
+"""Tests of model.py, checkpoint.py and hf_io.py: against Hugging Face transformers (the reference implementation),
 closed-form parameter counts, FLOPs and AdamW steps, and the checkpoint format. CPU only, hermetic (tiny
 random models saved to tmp dirs).
 
@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 
 transformers = pytest.importorskip('transformers')
 import checkpoint as C  # noqa: E402
+import hf_io as H  # noqa: E402
 import model as M  # noqa: E402
 
 VOCAB = 101
@@ -87,7 +88,7 @@ def assert_matches_hf(model, hf, T=20):
 
 def test_gpt2_matches_hf(tmp_path):
     hf = make_hf_gpt2(tmp_path)
-    model = C.from_pretrained(str(tmp_path))
+    model = H.from_pretrained(str(tmp_path))
     assert isinstance(model, M.GPT) and not model.training
     assert model.config.mlp_hidden == 80 and model.config.block_size == 24
     assert_matches_hf(model, hf)
@@ -96,7 +97,7 @@ def test_gpt2_matches_hf(tmp_path):
 @pytest.mark.parametrize('tie', [True, False])
 def test_qwen3_matches_hf(tmp_path, tie):
     hf = make_hf_qwen3(tmp_path, tie=tie)
-    model = C.from_pretrained(str(tmp_path))
+    model = H.from_pretrained(str(tmp_path))
     assert isinstance(model, M.Qwen3) and model.config.rope_theta == 5000.0 and model.config.head_dim == 12
     assert (model.lm_head.weight is model.get_input_embeddings().weight) == tie
     assert_matches_hf(model, hf)
@@ -104,13 +105,13 @@ def test_qwen3_matches_hf(tmp_path, tie):
 
 def test_qwen3_attention_bias_matches_hf(tmp_path):
     hf = make_hf_qwen3(tmp_path, attention_bias=True)
-    assert_matches_hf(M.Qwen3.from_pretrained(str(tmp_path)), hf)
+    assert_matches_hf(H.from_pretrained(str(tmp_path), model_class=M.Qwen3), hf)
 
 
 def test_bf16_safetensors_load_as_float32(tmp_path):
     hf = make_hf_qwen3(tmp_path / 'fp32')
     hf.to(torch.bfloat16).save_pretrained(tmp_path / 'bf16')
-    model = C.from_pretrained(str(tmp_path / 'bf16'))
+    model = H.from_pretrained(str(tmp_path / 'bf16'))
     assert all(p.dtype == torch.float32 for p in model.parameters())
     expected = hf.model.layers[1].mlp.up_proj.weight.float()
     assert torch.equal(model.model.layers[1].mlp.up_proj.weight, expected)
@@ -127,7 +128,7 @@ def test_gpt2_bin_without_prefix_head_and_with_mask_buffers(tmp_path):
     os.makedirs(tmp_path / 'old')
     torch.save(state_dict, tmp_path / 'old' / 'pytorch_model.bin')
     os.replace(tmp_path / 'ref' / 'config.json', tmp_path / 'old' / 'config.json')
-    assert_matches_hf(M.GPT.from_pretrained(str(tmp_path / 'old')), hf)
+    assert_matches_hf(H.from_pretrained(str(tmp_path / 'old'), model_class=M.GPT), hf)
 
 
 def test_qwen3_sharded_without_prefix_and_head(tmp_path):
@@ -142,7 +143,7 @@ def test_qwen3_sharded_without_prefix_and_head(tmp_path):
     index = {'weight_map': {k: shard for shard, keys in shards.items() for k in keys}}
     (tmp_path / 'sharded' / 'model.safetensors.index.json').write_text(json.dumps(index))
     os.replace(tmp_path / 'ref' / 'config.json', tmp_path / 'sharded' / 'config.json')
-    assert_matches_hf(C.from_pretrained(str(tmp_path / 'sharded')), hf)
+    assert_matches_hf(H.from_pretrained(str(tmp_path / 'sharded')), hf)
 
 
 def test_bad_weights_raise_naming_the_tensor(tmp_path):
@@ -155,7 +156,7 @@ def test_bad_weights_raise_naming_the_tensor(tmp_path):
     for state_dict, name in cases:
         save_file({k: v.clone() for k, v in state_dict.items()}, tmp_path / 'model.safetensors')
         with pytest.raises(ValueError, match=name.replace('.', r'\.')):
-            C.from_pretrained(str(tmp_path))
+            H.from_pretrained(str(tmp_path))
 
 
 def test_config_json_variants(tmp_path):
@@ -165,14 +166,14 @@ def test_config_json_variants(tmp_path):
 
     def load_with(**changes):
         path.write_text(json.dumps({**original, **changes}))
-        return C.from_pretrained(str(tmp_path))
+        return H.from_pretrained(str(tmp_path))
 
     hf4 = {k: v for k, v in original.items() if k not in ('rope_parameters', 'head_dim')}
     path.write_text(json.dumps({**hf4, 'rope_theta': 7000.0}))  # HF4 layout: top-level rope_theta, no head_dim
     with pytest.raises(ValueError, match='shape mismatch'):  # head_dim falls back to 32 / 4 = 8, weights have 12
-        C.from_pretrained(str(tmp_path))
-    assert C.qwen3_config_from_hf({**hf4, 'rope_theta': 7000.0})['rope_theta'] == 7000.0
-    assert C.qwen3_config_from_hf(hf4)['head_dim'] == 8
+        H.from_pretrained(str(tmp_path))
+    assert H.qwen3_config_from_hf({**hf4, 'rope_theta': 7000.0})['rope_theta'] == 7000.0
+    assert H.qwen3_config_from_hf(hf4)['head_dim'] == 8
     with pytest.raises(ValueError, match='sliding'):
         load_with(use_sliding_window=True, sliding_window=4)
     with pytest.raises(ValueError, match='RoPE scaling'):
@@ -181,12 +182,12 @@ def test_config_json_variants(tmp_path):
         load_with(model_type='llama')
     path.write_text(json.dumps(original))
     with pytest.raises(ValueError, match="model_type 'qwen3', not 'gpt2'"):
-        M.GPT.from_pretrained(str(tmp_path))
+        H.from_pretrained(str(tmp_path), model_class=M.GPT)
     make_hf_gpt2(tmp_path)
     gpt2 = json.loads(path.read_text())
     path.write_text(json.dumps({**gpt2, 'activation_function': 'relu'}))
     with pytest.raises(ValueError, match="activation_function='relu'"):
-        C.from_pretrained(str(tmp_path))
+        H.from_pretrained(str(tmp_path))
 
 
 def test_damaged_or_foreign_hf_directory_is_one_line(tmp_path):
@@ -200,25 +201,25 @@ def test_damaged_or_foreign_hf_directory_is_one_line(tmp_path):
                            r'config\.json does not describe a GPT: TypeError')]:
         path.write_text(text)
         with pytest.raises(ValueError, match=message) as info:
-            C.from_pretrained(str(tmp_path))
+            H.from_pretrained(str(tmp_path))
         assert '\n' not in str(info.value)
     path.write_text(original)
     os.remove(tmp_path / 'model.safetensors')
     (tmp_path / 'model.safetensors.index.json').write_text('{"metadata": {}}')
     with pytest.raises(ValueError, match="index.json has no 'weight_map'"):
-        C.from_pretrained(str(tmp_path))
+        H.from_pretrained(str(tmp_path))
     os.remove(tmp_path / 'model.safetensors.index.json')
     torch.save([1, 2, 3], tmp_path / 'pytorch_model.bin')  # a torch file, but not of tensors by name
     with pytest.raises(ValueError, match=r'could not read .*pytorch_model\.bin: AttributeError'):
-        C.from_pretrained(str(tmp_path))
+        H.from_pretrained(str(tmp_path))
     torch.save(hf.state_dict(), tmp_path / 'pytorch_model.bin', _use_new_zipfile_serialization=False)
-    assert_matches_hf(C.from_pretrained(str(tmp_path)), hf)  # the legacy format itself loads (weights only)
+    assert_matches_hf(H.from_pretrained(str(tmp_path)), hf)  # the legacy format itself loads (weights only)
 
 
 def test_overrides(tmp_path):
     make_hf_gpt2(tmp_path)
-    full = C.from_pretrained(str(tmp_path))
-    short = C.from_pretrained(str(tmp_path), dropout=0.1, block_size=12)  # wpe cropped to the shorter context
+    full = H.from_pretrained(str(tmp_path))
+    short = H.from_pretrained(str(tmp_path), dropout=0.1, block_size=12)  # wpe cropped to the shorter context
     assert short.config.dropout == 0.1 and short.transformer.wpe.weight.shape == (12, 32)
     idx, _ = batch(T=12)
     with torch.no_grad():
@@ -226,13 +227,13 @@ def test_overrides(tmp_path):
     with pytest.raises(ValueError, match='sequence length 13'):
         short(batch(T=13)[0])
     with pytest.raises(ValueError, match='n_embed'):
-        C.from_pretrained(str(tmp_path), n_embed=64)
+        H.from_pretrained(str(tmp_path), n_embed=64)
 
 
 def test_hub_id_offline_is_one_line_error():
     assert os.environ.get('HF_HUB_OFFLINE') == '1'
     with pytest.raises(ValueError) as info:
-        C.from_pretrained('gpt2-this-repo-is-not-cached')
+        H.from_pretrained('gpt2-this-repo-is-not-cached')
     message = str(info.value)
     assert '\n' not in message and message.startswith("could not download 'gpt2-this-repo-is-not-cached'")
     assert 'save_pretrained' in message
@@ -262,11 +263,11 @@ def test_to_hf_and_back(tmp_path, make):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    hf = model.to_hf()
+    hf = H.to_hf(model)
     assert not hf.training and next(hf.parameters()).dtype == torch.float32
     assert_matches_hf(model, hf)
     hf.save_pretrained(tmp_path)
-    reloaded = C.from_pretrained(str(tmp_path))
+    reloaded = H.from_pretrained(str(tmp_path))
     idx, _ = batch()
     with torch.no_grad():
         assert torch.equal(reloaded(idx)[0], model(idx)[0])
@@ -483,19 +484,3 @@ def test_load_checkpoint_errors(tmp_path):
     torch.save({'arch': 'gpt', 'model_args': dataclasses.asdict(gpt.config), 'model': {'w': 3}}, tmp_path / 'other.pt')
     with pytest.raises(ValueError, match="'model' is not a dict of tensors"):
         C.load_checkpoint(str(tmp_path / 'other.pt'))
-
-
-def test_old_names_still_work(tmp_path):
-    # `from model import from_pretrained, load_checkpoint, save_checkpoint` predates checkpoint.py
-    hf = make_hf_qwen3(tmp_path / 'hf')
-    for load in (M.from_pretrained, M.Qwen3.from_pretrained, C.from_pretrained):
-        assert_matches_hf(load(str(tmp_path / 'hf')), hf)
-    gpt = M.GPT(gpt_tiny())
-    M.save_checkpoint({'arch': gpt.arch, 'model_args': dataclasses.asdict(gpt.config), 'model': gpt.state_dict(),
-                       'step': 3}, str(tmp_path / 'ckpt.pt'))
-    idx, _ = batch()
-    for load in (M.load_checkpoint, C.load_checkpoint):
-        loaded, ckpt = load(str(tmp_path))
-        assert isinstance(loaded, M.GPT) and ckpt['step'] == 3
-        with torch.no_grad():
-            assert torch.equal(loaded(idx)[0], gpt(idx)[0])

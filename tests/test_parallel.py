@@ -73,7 +73,7 @@ def test_fsdp_run_writes_full_weights_that_every_reader_loads(reference, fsdp_ru
     """An FSDP run ends with ckpt.pt holding its full weights (no optimizer): the same tensors as its sharded
     checkpoint read back in one plain process, the model the one-process run trained, and measure.py measures
     them as transformers' own Qwen3 computes the hidden states."""
-    from checkpoint import load_checkpoint
+    from parallel import load_checkpoint
     ckpt = torch.load(fsdp_run / "ckpt.pt", weights_only=True)
     assert ckpt["step"] == 8 and "optimizer" not in ckpt and ckpt["arch"] == "qwen3"
     assert (fsdp_run / "ckpt_sharded" / "train_state.pt").is_file() and (fsdp_run / "condensation.json").is_file()
@@ -237,9 +237,8 @@ def small_sharded(folder, step=1):
 
 
 def test_sharded_checkpoint_round_trip_in_one_process(tmp_path):
-    from checkpoint import load_checkpoint
     from model import build_model
-    from parallel import load_sharded
+    from parallel import load_checkpoint, load_sharded
     model, optimizer = small_sharded(tmp_path / "ckpt_sharded", step=3)
     assert sorted(os.listdir(tmp_path)) == ["ckpt_sharded"]  # no .tmp or .old left
     loaded, state = load_checkpoint(str(tmp_path / "ckpt_sharded"))
@@ -248,10 +247,10 @@ def test_sharded_checkpoint_round_trip_in_one_process(tmp_path):
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), name
     fresh = build_model("qwen3", 40, 16, 2, 2, 16, n_kv_head=1)
-    fresh_opt = fresh.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
+    fresh_opt = fresh.configure_optimizers(0.3, 2e-3, (0.8, 0.9), "cpu")  # its lr, betas, decay: read from disk
     load_sharded(str(tmp_path / "ckpt_sharded"), fresh, fresh_opt)
     want, got = optimizer.state_dict(), fresh_opt.state_dict()
-    assert want["param_groups"] == got["param_groups"]
+    assert want["param_groups"] == got["param_groups"] and got["param_groups"][0]["lr"] == 1e-3
     for k in want["state"]:
         for key in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(want["state"][k][key], got["state"][k][key]), (k, key)
@@ -270,7 +269,7 @@ def test_hostile_metadata_never_runs(tmp_path):
     """Loading refuses a .metadata that names anything but DCP's classes, before unpickling it further; DCP's own
     reader runs its code (the control: the marker shows it). A data file outside the folder is refused too."""
     import torch.distributed.checkpoint as dcp
-    from checkpoint import load_checkpoint
+    from parallel import load_checkpoint
     folder = tmp_path / "ckpt_sharded"
     model, _ = small_sharded(folder)
     hostile_metadata(folder, tmp_path / "RAN")
@@ -322,6 +321,57 @@ def test_hostile_optimizer_entry_never_runs(tmp_path):
     assert (tmp_path / "RAN").exists()  # the control: DCP's default planner runs it
 
 
+# The private torch names parallel.py relies on, where torch has no public one: what a DCP .metadata pickle names
+PRIVATE = {("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+           ("torch.distributed.checkpoint.metadata", "_MEM_FORMAT_ENCODING"),
+           ("torch.serialization", "_get_layout")}
+
+
+def test_private_torch_names_are_still_there(tmp_path):
+    """Should a newer torch rename or reshape one of PRIVATE, or pickle .metadata with another name, this says which,
+    rather than every sharded checkpoint failing to load; and parallel.py imports no other private torch name."""
+    import ast
+    import dataclasses
+    import enum
+    import importlib
+    todo = (f"torch {torch.__version__}: update parallel.py (METADATA_CLASSES, MetadataUnpickler, SafeReader, the "
+            f"torch versions in its docstring) and PRIVATE in tests/test_parallel.py")
+
+    def private(module, name):
+        assert hasattr(importlib.import_module(module), name), f"{module}.{name} is gone; {todo}"
+        return getattr(importlib.import_module(module), name)
+    info = private("torch.distributed.checkpoint.filesystem", "_StorageInfo")
+    assert dataclasses.is_dataclass(info) and {"relative_path", "offset", "length"} <= \
+        {f.name for f in dataclasses.fields(info)}, f"_StorageInfo lost relative_path, offset or length; {todo}"
+    encoding = private("torch.distributed.checkpoint.metadata", "_MEM_FORMAT_ENCODING")
+    assert issubclass(encoding, enum.Enum) and set(encoding.__members__) == {
+        "TORCH_CONTIGUOUS_FORMAT", "TORCH_CHANNELS_LAST", "TORCH_PRESERVE_FORMAT"}, \
+        f"_MEM_FORMAT_ENCODING has other members {sorted(encoding.__members__)}; {todo}"
+    get_layout = private("torch.serialization", "_get_layout")
+    import parallel  # only now: an ImportError would say less
+    assert get_layout("torch.sparse_coo") is torch.sparse_coo is parallel.LAYOUTS["torch.sparse_coo"], todo
+
+    # what DCP writes names exactly these, the public metadata classes and dtypes (plain pickle: our own file)
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module, name):
+            named.add((module, name))
+            return super().find_class(module, name)
+    named = set()
+    small_sharded(tmp_path / "ckpt_sharded")
+    with open(tmp_path / "ckpt_sharded" / ".metadata", "rb") as f:
+        Recorder(f).load()
+    admitted = set(parallel.METADATA_CLASSES) | PRIVATE | {("torch", "float32")}
+    assert named <= admitted, f".metadata now names {sorted(named - admitted)}; {todo}"
+    assert PRIVATE <= named, f".metadata no longer names {sorted(PRIVATE - named)}; {todo}"
+
+    with open(os.path.join(ROOT, "parallel.py")) as f:
+        tree = ast.parse(f.read())
+    imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and (node.module or "").startswith("torch") for alias in node.names}
+    private_imports = {(m, n) for m, n in imported if any(part.startswith("_") for part in m.split(".") + [n])}
+    assert private_imports <= PRIVATE, f"parallel.py imports {sorted(private_imports - PRIVATE)}: add to PRIVATE"
+
+
 def test_hostile_sharded_checkpoint_refused_by_train_py_resume(fsdp_run, tmp_path, data_dir):
     out = tmp_path / "run"
     shutil.copytree(fsdp_run, out)
@@ -338,7 +388,8 @@ def test_crash_while_saving_shards_keeps_the_previous_checkpoint(tmp_path, monke
     """A disk that fills up in the middle of the shards: OSError, the previous folder intact and loadable. A kill
     between save_sharded's two renames (the previous folder moved to .old, the new one not yet in place): the
     next train.py puts the previous one back."""
-    from checkpoint import claim_out_dir, load_checkpoint
+    from parallel import load_checkpoint
+    from run_dir import claim_out_dir
     folder = tmp_path / "ckpt_sharded"
     small_sharded(folder, step=1)
     before = snapshot(folder)
@@ -388,7 +439,7 @@ def test_new_run_never_replaces_a_sharded_checkpoint(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("args, needle", [(["--parallel=fsdp", "--dtype=float16"], "sharded loss scaler"),
-                                          (["--parallel=zero3"], "unknown parallel='zero3'")])
+                                          (["--parallel=zero3"], "--parallel='zero3': must be one of 'ddp', 'fsdp'")])
 def test_bad_parallel_settings_are_one_line(tmp_path, data_dir, args, needle):
     r = train(tmp_path / "bad", data_dir, "--max_iters=2", *args, check=False)
     assert r.returncode == 2, r.stderr
@@ -405,9 +456,13 @@ def test_qwen3_4b_and_8b_configs_resolve_to_the_paper_recipe_under_fsdp(capsys, 
     for size in ("4b", "8b"):
         for method in ("", "_disp"):
             c = resolve(os.path.join(ROOT, "config", f"midtrain_qwen3_{size}{method}.py"), capsys=capsys)
-            assert c["init_from"] == f"Qwen/Qwen3-{size.upper()}" and c["out_dir"] == f"out/midtrain_qwen3_{size}{method}"
+            assert c["init_from"] == f"Qwen/Qwen3-{size.upper()}"
+            assert c["out_dir"] == f"out/midtrain_qwen3_{size}{method}"
             assert (c["parallel"], c["activation_checkpoint"]) == ("fsdp", True)
-            same = {k for k in base if k not in ("init_from", "out_dir", "parallel", "activation_checkpoint")}
+            # lm-eval during training needs the whole model in one process: FSDP runs evaluate at the end only
+            assert (c["lm_eval_interval"], c["lm_eval_at_start"]) == (0, False)
+            same = {k for k in base if k not in ("init_from", "out_dir", "parallel", "activation_checkpoint",
+                                                 "lm_eval_interval", "lm_eval_at_start")}
             if method:
                 assert {k: c[k] for k in same} == {k: base[k] for k in same}
             else:
