@@ -10,7 +10,7 @@ through Hugging Face's GPT2LMHeadModel with the official dispersion loss ("hf").
 
 A step is what train.py does for one micro-step (gradient_accumulation_steps=1): the model train.py builds
 (model.build_model) and its optimizer (configure_optimizers), forward with the hidden states, next-token loss +
-reg_coeff * losses.hidden_reg_loss(...), backward, gradient clipping, AdamW step, zero_grad.
+reg_coeff * losses_tiled.hidden_reg_loss(...), backward, gradient clipping, AdamW step, zero_grad.
 The variants run round-robin, `repeats` rounds of `steps` steps each, after `warmup` steps each, so a change in
 the machine's load hits them all alike; every step draws a fresh random batch (a batch repeated step after step
 drives the softmax into denormal floats on CPU, which slows everything down). Reported: the median ms/step,
@@ -31,38 +31,46 @@ from datetime import datetime, timezone
 
 import torch
 
+from configurator import Annotated, Choice, Device, Range  # the allowed values of the keys below
+
 # -----------------------------------------------------------------------------
-# defaults (every name is a config key, overridden by a config file or --key=value)
+# defaults (every name is a config key, overridden by a config file or --key=value; the annotations say what each
+# allows, checked before anything runs: configurator.py)
 # model shape, as train.py's keys for init_from='scratch'
-arch = 'gpt'                 # 'gpt' | 'qwen3'
-n_layer = 6
-n_head = 6
-n_embd = 384
-mlp_hidden: int | None = None  # None = 4*n_embd (gpt) or 3*n_embd (qwen3)
-n_kv_head: int | None = None   # qwen3 only; None = n_head
-head_dim: int | None = None    # qwen3 only; None = n_embd // n_head
-block_size = 256             # tokens per sequence (T)
-batch_size = 4               # sequences per step (B)
-vocab_size = 50257           # GPT-2's vocabulary: the lm_head and the softmax are a large part of a small model's step
+arch: Choice('gpt', 'qwen3') = 'gpt'
+n_layer: Range(min=1) = 6
+n_head: Range(min=1) = 6
+n_embd: Range(min=1) = 384  # gpt: a multiple of n_head
+mlp_hidden: Annotated[int | None, Range(min=1)] = None  # None = 4*n_embd (gpt) or 3*n_embd (qwen3)
+n_kv_head: Annotated[int | None, Range(min=1)] = None  # qwen3 only (a divisor of n_head); None = n_head
+head_dim: Annotated[int | None, Range(min=1)] = None  # qwen3 only; None = n_embd // n_head
+block_size: Range(min=1) = 256  # tokens per sequence (T)
+batch_size: Range(min=1) = 4  # sequences per step (B)
+vocab_size: Range(min=1) = 50257  # GPT-2's vocabulary: the lm_head and the softmax are a large part of a small
+                             # model's step
 # the regularizers, as train.py's keys
-regs: str | list = ','.join(['dispersion', 'orthogonalization', 'l2_repel', 'decorrelation', 'infonce_cos'])
-                             # timed besides 'none' (comma list; any name in losses.REGULARIZERS)
+regs: Annotated[str | list, Choice(names_in='losses.REGULARIZERS', many=True)] = ','.join(
+    ['dispersion', 'orthogonalization', 'l2_repel', 'decorrelation', 'infonce_cos'])  # timed besides 'none'
 reg_coeff = 0.1
-reg_tau = 1.0
-reg_clamp = 0.1              # dispersion, orthogonalization (and the official loss of the hf variant)
-reg_loc: str | list = 'all'  # all | early_half | late_half | last | a list of hidden-state indices
-reg_max_tokens: int | None = None  # token subsampling per sequence; None = all tokens
-reg_impl: str | list = 'auto'  # 'auto' | 'reference' | 'tiled', or a comma list to time each (variants 'name:impl')
-grad_clip = 1.0              # as train.py's default; 0 = off
+reg_tau: Range(above=0) = 1.0
+reg_clamp: Range(above=0, below=1) = 0.1  # dispersion, orthogonalization (and the official loss of the hf variant)
+reg_loc: Annotated[str | list, Choice(names_in='losses.LOCATIONS')] = 'all'  # all | early_half | late_half | last
+                             # | a list of hidden-state indices
+reg_max_tokens: Annotated[int | None, Range(min=1)] = None  # token subsampling per sequence; None = all tokens
+reg_impl: Annotated[str | list, Choice(names_in='losses_tiled.IMPLS', many=True)] = 'auto'  # or a comma list, to
+                             # time each (variants 'name:impl')
+grad_clip: Range(min=0) = 1.0  # as train.py's default; 0 = off
 hf: bool | None = None       # also time the HF model + the official loss; None = on for arch='gpt'
 # timing
-steps = 5                    # timed steps per variant per round
-warmup = 2                   # untimed steps per variant first (torch.compile, the allocator, AdamW's state)
-repeats = 5                  # rounds over all variants
+steps: Range(min=1) = 5      # timed steps per variant per round
+warmup: Range(min=1) = 2     # untimed steps per variant first (torch.compile, the allocator, AdamW's state, which
+                             # must exist before memory is measured)
+repeats: Range(min=1) = 5    # rounds over all variants
 json = ''                    # write the results to this JSON file ('' = no file)
 # system
-device = 'auto'              # 'auto' = cuda if available, else cpu
-dtype = 'auto'               # 'auto' = bfloat16 on CUDA (autocast, as train.py), else float32
+device: Device() = 'auto'    # 'auto' = cuda if available, else cpu; or cpu, cuda, cuda:N, mps
+dtype: Choice('auto', 'float32', 'bfloat16', 'float16') = 'auto'  # 'auto' = bfloat16 on CUDA (autocast, as
+                             # train.py), else float32
 compile: bool | None = None  # torch.compile our model; None = on for CUDA. The hf variant runs eager, as the
                              # official scripts run it (HF Trainer's torch_compile is off by default)
 seed = 1337
@@ -71,26 +79,22 @@ from configurator import configure, die, one_line  # noqa: E402
 config = configure(globals())
 
 import losses  # noqa: E402  (after configure: a config error must not wait for heavy imports)
-from checkpoint import atomic_write  # noqa: E402
+import losses_tiled  # noqa: E402
+from atomic import atomic_write  # noqa: E402
+from hf_io import to_hf  # noqa: E402
 from model import build_model  # noqa: E402
 
 as_list = lambda v: [r.strip() for r in v.split(',') if r.strip()] if isinstance(v, str) else list(v)
 regs, impls = as_list(regs), as_list(reg_impl)
-for r in regs:
-    if r not in losses.REGULARIZERS:
-        die(f"unknown regularizer '{r}' in regs (choose from: {', '.join(losses.REGULARIZERS)})", 2)
-for i in impls:
-    if i not in ('auto', 'reference', 'tiled'):
-        die(f"unknown reg_impl '{i}' (choose from: auto, reference, tiled)", 2)
-for key in ('n_layer', 'n_head', 'n_embd', 'block_size', 'batch_size', 'vocab_size', 'steps', 'repeats'):
-    if globals()[key] < 1:
-        die(f"{key} must be >= 1, got {globals()[key]}", 2)
-if warmup < 1:
-    die(f"warmup must be >= 1 (the optimizer's state must exist before memory is measured), got {warmup}", 2)
-if arch not in ('gpt', 'qwen3'):
-    die(f"unknown arch='{arch}' (choose from: gpt, qwen3)", 2)
+# constraints between keys (each key's own allowed values: the annotations above, checked by configure)
+if arch == 'gpt' and n_embd % n_head:
+    die(f"n_embd={n_embd} must be a multiple of n_head={n_head} (arch='gpt' splits n_embd across the heads)", 2)
+if arch == 'qwen3' and n_head % (n_kv_head or n_head):
+    die(f"n_head={n_head} must be a multiple of n_kv_head={n_kv_head} (each key/value head serves a group)", 2)
 try:
     reg_layers = losses.select_layers(n_layer + 1, reg_loc)
+    for r in regs if 'tiled' in impls else []:  # as train.py: a fast path that no longer equals losses.py is refused
+        losses_tiled.choose_impl(r, 'tiled', block_size, 'cpu', tau=reg_tau, clamp=reg_clamp)
 except ValueError as e:
     die(str(e), 2)
 if hf is None:
@@ -98,18 +102,16 @@ if hf is None:
 if device == 'auto':
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
 device_type = 'cuda' if device.startswith('cuda') else 'cpu'
-if device_type == 'cuda' and not torch.cuda.is_available():
-    die(f"device='{device}' but CUDA is not available", 2)
 if dtype == 'auto':
     dtype = 'bfloat16' if device_type == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
-if dtype not in ('float32', 'bfloat16', 'float16'):
-    die(f"dtype must be auto, float32, bfloat16 or float16, got '{dtype}'", 2)
 if compile is None:
     compile = device_type == 'cuda'
 config.update(regs=regs, reg_impl=impls, hf=hf, device=device, dtype=dtype, compile=compile)
 json_path = json
 if json_path and not os.path.isdir(os.path.dirname(os.path.abspath(json_path))):
     die(f"json='{json_path}': its folder does not exist", 2)  # found now, not after minutes of timing
+if json_path and os.path.isdir(json_path):
+    die(f"json='{json_path}' is a folder; it names a file", 2)
 
 torch.manual_seed(seed)
 torch.backends.cuda.matmul.allow_tf32 = True
@@ -122,7 +124,7 @@ load_start = os.getloadavg() if hasattr(os, 'getloadavg') else None  # the machi
 raw_model = build_model(arch, vocab_size, block_size, n_layer, n_head, n_embd, mlp_hidden=mlp_hidden,
                         n_kv_head=n_kv_head, head_dim=head_dim)
 # the HF twin is exported before training starts, so both begin from the same weights
-hf_model = raw_model.to_hf().train().to(device) if hf else None
+hf_model = to_hf(raw_model).train().to(device) if hf else None
 raw_model.train().to(device)
 optimizer = raw_model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device_type)
 # the HF twin's AdamW: the same update; which tensors decay does not change a step's time
@@ -169,10 +171,10 @@ def get_batch():
 
 
 def reg_loss(variant, hidden, gen):
-    """losses.hidden_reg_loss as train.py calls it; variant is a regularizer's name, or 'name:impl'."""
+    """losses_tiled.hidden_reg_loss as train.py calls it; variant is a regularizer's name, or 'name:impl'."""
     name, _, impl = variant.partition(':')
-    return losses.hidden_reg_loss(hidden, name, loc=reg_layers, max_tokens=reg_max_tokens, generator=gen,
-                                  impl=impl or impls[0], fuse=fuse_reg, tau=reg_tau, clamp=reg_clamp)
+    return losses_tiled.hidden_reg_loss(hidden, name, loc=reg_layers, max_tokens=reg_max_tokens, generator=gen,
+                                        impl=impl or impls[0], fuse=fuse_reg, tau=reg_tau, clamp=reg_clamp)
 
 
 def variant_loss(variant, x, y, forward_model=None):
@@ -382,7 +384,7 @@ if 'our_step_speedup' in results:
 
 if json_path:
     try:
-        atomic_write(json_path, jsonlib.dumps(results, indent=2))
+        atomic_write(json_path, jsonlib.dumps(results, indent=2), rescue=True)  # the timings are kept elsewhere
     except OSError as e:
-        die(f"could not write {json_path}: {one_line(e)}")
+        die(str(e))
     print(f"wrote {json_path}")

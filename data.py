@@ -28,6 +28,7 @@ import fcntl
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import deque
@@ -140,9 +141,10 @@ def prepare_on_first_use(name, path, script, args, source):
         if waited:
             raise FileNotFoundError(f"dataset '{name}': the process preparing it in {path} stopped before the end "
                                     f"(see its error above); run again to prepare it again")
-        if locked:  # temporary files of a preparation that was killed (atomic_write's <file>.<pid>.tmp)
+        if locked:  # temporary files of a preparation that was killed (atomic_write's <file>.<pid>.tmp), only those
             for tmp in glob.glob(os.path.join(path, '*.tmp')):
-                os.remove(tmp)
+                if re.fullmatch(r'(train\.bin|val\.bin|meta\.json)\.\d+\.tmp', os.path.basename(tmp)):
+                    os.remove(tmp)
         print(f"preparing dataset '{name}' in {path} (first use; {source})", flush=True)
         # a fresh interpreter keeps the script's imports (and their side effects) out of the caller, and the bytes
         # independent of it; it holds the lock too (an inherited descriptor), so a preparation that outlives this
@@ -206,6 +208,17 @@ def load_tokens(folder, split):
     if size == 0:
         raise ValueError(f"{path} is empty")
     return np.memmap(path, dtype=dtype, mode='r')
+
+def check_token_ids(ids, vocab_size, tokenizer, what):
+    """A one-line ValueError when ids (tokens of `what`, made by `tokenizer`) hold ids a model of vocab_size tokens
+    has no embedding for: the model would fail on an index out of range, or the tokenizer is not the model's."""
+    ids = np.asarray(ids)
+    bad = np.unique(ids[(ids < 0) | (ids >= vocab_size)])
+    if bad.size:
+        shown = ', '.join(map(str, bad[:5])) + (f' (+{bad.size - 5} more)' if bad.size > 5 else '')
+        raise ValueError(f"{what} has token id{'s' * (bad.size > 1)} {shown} (tokenizer '{tokenizer}'), beyond "
+                         f"the model's vocabulary of {vocab_size} (ids 0-{vocab_size - 1}): the tokenizer is not "
+                         f"the model's")
 
 # -----------------------------------------------------------------------------
 # tokenizers
@@ -379,14 +392,14 @@ def write_tokens(out_dir, tokenizer_name, splits, num_proc=1, max_tokens=None, d
     samples windows from. max_tokens caps the train split (cut at exactly that many tokens, mid-document).
     doc_counts: {split: number of documents}, the progress bar's total where docs has no len() (a generator).
     The output is a function of the documents and the tokenizer alone (num_proc does not change a byte).
-    An old meta.json goes first and the new one comes last, and every file goes through checkpoint.atomic_write
+    An old meta.json goes first and the new one comes last, and every file goes through atomic.atomic_write
     (a temporary name, then a rename): a crash, a kill or a full disk never leaves a half-written file, and a
     folder is either complete or has no meta.json (which readers need, and dataset_dir then prepares again).
     """
     from tqdm import tqdm
-    # imported here, not at the top: checkpoint imports torch, and data/pydocs/prepare.py imports this file before
-    # it reads the standard library's docstrings, which importing torch would change
-    from checkpoint import atomic_write
+    # imported here, not at the top: data/pydocs/prepare.py imports this file before it reads the standard
+    # library's docstrings, which importing more modules could change
+    from atomic import atomic_write
     tok = get_tokenizer(tokenizer_name)
     meta = {'tokenizer': tokenizer_name, 'dtype': token_dtype(tok.vocab_size),
             'vocab_size': tok.vocab_size, 'eot_token': tok.eot_token}

@@ -9,7 +9,7 @@ to tables.py (Table 2).
     python eval.py --ckpt=out-demo --tasks=my_task --include_path=my_tasks/   # custom task YAMLs
     python eval.py --table runs/*/eval.json --table_out=table2.md         # = python tables.py runs/*/eval.json ...
 
-The model is exported with model.to_hf() and handed, with the Hugging Face version of its tokenizer, to lm-eval's
+The model is exported with hf_io.to_hf(model) and handed, with the Hugging Face version of its tokenizer, to lm-eval's
 own HFLM, so a score here is exactly what lm-eval gives the exported model. The defaults follow the official
 mid-training runs: the paper's ten benchmarks, six zero-shot and four few-shot, all four lm-eval seeds equal to the
 run's seed, batch size 1 on CPU (on GPU lm-eval's automatic batch size), and the few-shot count and document limit
@@ -38,21 +38,30 @@ import sys
 import torch
 
 import tables
-from checkpoint import atomic_write, from_pretrained, load_checkpoint, run_dirs
-from configurator import config_keys, configure, die, one_line
+from atomic import atomic_write, check_output
+from checkpoint import run_dirs
+from configurator import Annotated, Choice, Device, Range, config_keys, configure, die, one_line
+from hf_io import from_pretrained, to_hf
+from model import GPT, Qwen3
+from parallel import load_checkpoint  # ckpt.pt files and FSDP runs' sharded folders
 
 # -----------------------------------------------------------------------------
+# defaults (override with a config file or --key=value; the annotations say what each allows: configurator.py)
 ckpt = ''                         # a train.py out_dir (reads ckpt.pt), a .pt checkpoint file, or a folder of runs
 init_from = ''                    # or a hub id (gpt2, Qwen/Qwen3-0.6B) or a Hugging Face directory, with its tokenizer
 trust_checkpoint = False          # load --ckpt with full pickle, which can run code: only a file you made yourself
 tasks: str | list = ''            # comma-separated lm-eval tasks/groups/tags; '' or 'paper' = the paper's ten
-num_fewshot: int | None = None    # shots for tasks not ALWAYS_ZERO_SHOT; None = the family's (GPT-2 1, Qwen3 5)
-limit: int | float | None = None  # documents per task (or a fraction < 1); None = the family's (500 / 200); 0 = all
+num_fewshot: Annotated[int | None, Range(min=0)] = None  # shots for tasks not ALWAYS_ZERO_SHOT; None = the family's
+                                  # (GPT-2 1, Qwen3 5)
+limit: Annotated[int | float | None, Range(min=0)] = None  # documents per task (or a fraction < 1); None = the
+                                  # family's (500 / 200); 0 = all
 include_path = ''                 # a folder of extra task YAMLs (custom or offline tasks)
-batch_size: int | str = 'auto'    # 'auto' = lm-eval's largest-that-fits search on GPU, 1 on CPU; or an int
-device = ''                       # '' = cuda if available, else cpu
-dtype = 'float32'                 # float32 | bfloat16 | float16: the weights' dtype during evaluation
-seed: int | None = None           # all four lm-eval seeds; None = the run's training seed (as the official runs), or 1
+batch_size: Annotated[int | str, Range(min=1), Choice('auto')] = 'auto'  # 'auto' = lm-eval's largest-that-fits
+                                  # search on GPU, 1 on CPU; or an int
+device: Device() = 'auto'         # 'auto' = cuda if available, else cpu; or cpu, cuda, cuda:N, mps
+dtype: Choice('float32', 'bfloat16', 'float16') = 'float32'  # the weights' dtype during evaluation
+seed: Annotated[int | None, Range(min=0)] = None  # all four lm-eval seeds (numpy's takes no negative one); None =
+                                  # the run's training seed (as the official runs), or 1
 out = ''                          # write lm-eval's results plus the config used to this JSON file; for a folder
                                   # of runs a folder, DIR/<run>.json ('' = <run>/eval.json)
 label = ''                        # the method's name in --out, for --table; '' = from the training config or init_from
@@ -61,7 +70,8 @@ log_samples = False               # keep lm-eval's per-document records (prompts
 # --table only: tables.py's three keys, handed to tables.main()
 table_out = ''                    # also write the table as markdown to this file and as CSV beside it (same name, .csv)
 reference = ''                    # the method the t-tests compare to; '' = the label containing 'dispersion', if any
-ttest = 'student'                 # 'student' (equal variances, the paper's) | 'welch': the t-test of per-seed averages
+ttest: Choice(names_in='tables.TTESTS') = 'student'  # 'student' (equal variances, the paper's) | 'welch': the
+                                  # t-test of per-seed averages
 # -----------------------------------------------------------------------------
 CONFIG_KEYS = config_keys(globals())  # configured in main(): train.py imports this file without its command line
 
@@ -179,16 +189,19 @@ def prepare_hf(model, tokenizer, device='cpu', dtype='float32'):
     """(our model or a transformers model, tokenizer name or instance) -> (transformers model on device, HF
     tokenizer). Ours is exported (a copy); a transformers model is moved in place. Refuses a tokenizer whose ids
     do not fit the model's vocabulary."""
-    from data import hf_tokenizer
+    from data import check_token_ids, hf_tokenizer
 
-    hf_model = model.to_hf() if hasattr(model, 'to_hf') else model  # to_hf() is a copy: ours stays as it is
+    hf_model = to_hf(model) if isinstance(model, (GPT, Qwen3)) else model  # to_hf is a copy: ours stays as it is
     hf_model = hf_model.to(device=device, dtype=getattr(torch, dtype))
+    name = tokenizer if isinstance(tokenizer, str) else getattr(tokenizer, 'name_or_path', '') or \
+        type(tokenizer).__name__  # for the messages
     if isinstance(tokenizer, str):
         tokenizer = hf_tokenizer(tokenizer)  # 'byte' is built locally, 'gpt2' / a hub id via AutoTokenizer
     vocab = hf_model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > vocab:
-        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {vocab}: "
-                         f"not the tokenizer it was trained with")
+    # every id the tokenizer can produce, its added and special tokens too (their ids need not follow len(tokenizer))
+    ids = list(tokenizer.get_vocab().values()) + [tokenizer.convert_tokens_to_ids(t)
+                                                  for t in tokenizer.all_special_tokens]
+    check_token_ids([i for i in ids if isinstance(i, int)], vocab, name, f"the tokenizer ({len(tokenizer)} tokens)")
     return hf_model, tokenizer
 
 
@@ -200,7 +213,7 @@ def evaluate(model, tokenizer_name, tasks=None, num_fewshot=None, limit=None, ba
     'settings'). HFLM puts the model in eval mode: ours is put back in the mode it had. Runs in exact float32
     matmuls (TF32 off, as the official runs and this script on its own), whatever the caller allowed: train.py
     turns TF32 on for training."""
-    from measure import exact_float32
+    from condensation import exact_float32
     was_training = model.training
     try:
         task_manager, loaded = load_tasks(task_list(tasks), include_path or '')
@@ -283,8 +296,14 @@ def evaluate_one(path, names, task_manager, loaded, config, dest):
         if compute is not None:  # before lm-eval's results, which can be long (samples)
             record['compute'] = compute
         record.update(res)
-        os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
-        atomic_write(dest, to_json(record))
+        try:  # what lm-eval computed is kept elsewhere if dest cannot be written, and the message says where
+            os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+        except OSError:
+            pass  # atomic_write fails on it, and keeps the record
+        try:
+            atomic_write(dest, to_json(record), rescue=True)
+        except OSError as e:
+            die(str(e))
         print(f'wrote {dest}')
 
 
@@ -312,11 +331,15 @@ def main():
         die('--label names the method of one run; the runs of a folder are labelled by their training configs', 2)
     if folder and out.endswith('.json'):
         die(f"with a folder of runs, --out names a folder (one <run>.json per run), got {out!r}", 2)
-    if isinstance(batch_size, str) and not batch_size.startswith('auto'):
-        die(f"--batch_size expects an int or 'auto', got {batch_size!r}", 2)
-    if dtype not in ('float32', 'bfloat16', 'float16'):
-        die(f"--dtype expects float32, bfloat16 or float16, got {dtype!r}", 2)
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    try:  # where the results go is checked before any evaluation: a wrong kind of path costs nothing
+        if out:
+            check_output(out, 'out', folder=folder)
+        for dest in ([] if out or not folder else [os.path.join(r, 'eval.json') for r in runs]):
+            if os.path.isdir(dest):
+                raise ValueError(f"{dest} is a folder, where this run's results file would go")
+    except ValueError as e:
+        die(str(e), 2)
+    device = ('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device
     if isinstance(batch_size, str) and not device.startswith('cuda'):
         batch_size = 1  # lm-eval's automatic batch size searches for the largest that does not run out of memory
     names = task_list(tasks)

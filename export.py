@@ -9,7 +9,7 @@ the hub).
 
     lm_eval --model hf --model_args pretrained=out/hf,dtype=float32 --tasks piqa    # then, e.g.
 
-The folder is transformers' save_pretrained of checkpoint.to_hf(model) (GPT2LMHeadModel or Qwen3ForCausalLM, same
+The folder is transformers' save_pretrained of hf_io.to_hf(model) (GPT2LMHeadModel or Qwen3ForCausalLM, same
 weights): config.json, model.safetensors (a tied lm_head is stored once), generation_config.json whose bos, eos and
 pad ids are the end-of-text id of the run's data (the checkpoint's data_meta), export.json (the checkpoint, step,
 dtype, data_meta and training config it came from), and the tokenizer of that data:
@@ -40,20 +40,23 @@ import shutil
 
 import torch
 
-from checkpoint import is_sharded, load_checkpoint, to_hf
-from configurator import config_keys, configure, die, one_line
+from atomic import check_output
+from checkpoint import is_sharded
+from configurator import Choice, config_keys, configure, die, one_line
+from hf_io import to_hf
+from parallel import load_checkpoint  # ckpt.pt files and FSDP runs' sharded folders
 
 # -----------------------------------------------------------------------------
+# defaults (--key=value; the annotations say what each allows: configurator.py)
 ckpt = 'out'              # a train.py out_dir (its ckpt.pt), a ckpt.pt / ckpt_XXXXXX.pt file, or a ckpt_sharded folder
 out_dir = ''              # '' = hf/ beside the checkpoint (hf_XXXXXX/ for a step snapshot)
-dtype = 'float32'         # float32 | bfloat16 | float16: the stored weights (training keeps float32 masters)
+dtype: Choice('float32', 'bfloat16', 'float16') = 'float32'  # the stored weights (training keeps float32 masters)
 overwrite = False         # replace an earlier export at out_dir
 push_to_hub = ''          # a hub repo id (user/name) to upload the folder to; '' = local only
 hub_private = True        # a repository push_to_hub creates is private: a result is published on purpose
 trust_checkpoint = False  # load --ckpt with full pickle, which can run code: only a file you made yourself
 # -----------------------------------------------------------------------------
 CONFIG_KEYS = config_keys(globals())  # configured in main(): the tests import this file without its command line
-DTYPES = ('float32', 'bfloat16', 'float16')
 
 
 def default_out_dir(path):
@@ -67,11 +70,13 @@ def default_out_dir(path):
 
 
 def check_out_dir(path, overwrite, ckpt_path):
-    """A one-line ValueError unless out_dir may be written: absent, empty, or an earlier export with overwrite."""
+    """A one-line ValueError unless out_dir may be written: absent (in a folder that can be written), empty, or an
+    earlier export with overwrite."""
+    check_output(path, 'out_dir', folder=True)
     if not os.path.lexists(path):
         return
-    if not os.path.isdir(path) or os.path.islink(path):
-        raise ValueError(f"--out_dir {path} exists and is not a folder")
+    if os.path.islink(path):
+        raise ValueError(f"--out_dir {path} is a link: give the folder it points to")
     if not os.listdir(path):
         return
     if not overwrite:
@@ -155,8 +160,6 @@ def write_folder(path, save):
 
 def main(argv=None):
     config = configure(globals(), argv=argv, keys=CONFIG_KEYS)
-    if dtype not in DTYPES:
-        die(f"--dtype expects {', '.join(DTYPES)}, got {dtype!r}", 2)
     if push_to_hub:
         from huggingface_hub.utils import validate_repo_id
         try:
@@ -192,7 +195,10 @@ def main(argv=None):
             json.dump({'ckpt': os.path.abspath(ckpt), 'step': checkpoint.get('step'), 'dtype': dtype,
                        'data_meta': meta, 'train_config': checkpoint.get('config')}, f, indent=2, default=str)
 
-    write_folder(folder, save)
+    try:
+        write_folder(folder, save)
+    except OSError as e:  # a full disk, the folder above removed: the checkpoint is untouched, nothing half-written
+        die(f"could not write {folder}: {one_line(e)} (nothing was written; the checkpoint is untouched)")
     files = sorted(os.listdir(folder))
     size = sum(os.path.getsize(os.path.join(folder, f)) for f in files if f.endswith('.safetensors'))
     print(f"wrote {folder}: {type(hf_model).__name__} from {ckpt} (step {checkpoint.get('step', '?')}), {dtype}, "

@@ -27,7 +27,7 @@ the run's dict; several: {"runs": [dict, ...]}). Each figure is a function of a 
 A new figure is one more plot_* function here, called from write_figures or compare. matplotlib is imported inside
 the functions: train.py imports measure.py (which imports this file) and should not pay for it. Figures are built on
 matplotlib.figure.Figure rather than pyplot, so no backend or display is involved, and each PNG goes through
-checkpoint.atomic_write, so a crash never leaves half an image.
+atomic.atomic_write, so a crash never leaves half an image.
 """
 
 import json
@@ -36,7 +36,7 @@ import re
 
 import numpy as np
 
-from checkpoint import atomic_write
+from atomic import atomic_write
 
 
 def save_figure(fig, path):
@@ -359,7 +359,8 @@ def plot_training(records, path, title=None):
              'grad norm (before clipping)': [('grad_norm', series('grad_norm'))]}
     panels = {name: [(label, s) for label, s in curves if s] for name, curves in lines.items()}
     panels = {name: curves for name, curves in panels.items() if curves}
-    probe = [(r['step'], r['mean_cossim']) for r in records if isinstance(r.get('mean_cossim'), list)]
+    probe = [(r['step'], r['mean_cossim']) for r in records if isinstance(r.get('mean_cossim'), list) and
+             r['mean_cossim'] and all(isinstance(c, (int, float)) for c in r['mean_cossim'])]  # a hand-edited line
     probe = [(s, c) for s, c in probe if len(c) == len(probe[-1][1])] if probe else []  # one model, one depth
     n = len(panels) + bool(probe)
     if n == 0:

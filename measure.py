@@ -13,33 +13,9 @@ Embedding condensation: how close in angle the tokens of one text are, layer by 
     python measure.py config/measure_figure7.py              # Fig 7: baseline and dispersion, a column per eval step
     python measure.py --compare=out-measure/base,out-measure/disp --out_dir=out-compare   # measured runs, side by side
 
-The metric is the authors' (KrishnaswamyLab/LM-Dispersion key_observations/compute_embedding_cossim.py, and
-their PyPI package `embedding-condensation`; docs/measure_bench.md compares the two): every hidden state
-(embeddings, each block, the last one after the final norm) of a window of T tokens gives a T x T matrix of
-token cosine similarities, diagonal kept, clipped to [-1, 1]; the matrices are averaged element-wise over the
-windows (position by position). From the averaged matrix of each layer: its mean (`mean_cossim`), a 128-bin
-density on [-1, 1] (the heatmap columns), and across layers the Spearman and Kendall correlation of the
-means with the layer index 0..N (larger = more condensation) and the mean of the last n layers.
-
-Other geometry measures (--measures=all, or a comma list), from the same forward pass, per hidden state. Each sees
-the unit-normalized tokens xhat_i of a window (the points mean_cossim sees: directions, so that the few tokens
-with norms far above the rest in many LMs do not own every variance), is computed per window in float64, and is
-averaged over the windows, as mean_cossim (whose per-window means average to the same number as the averaged
-matrix). Per window, not pooled over windows: the question is how the tokens of one text spread (the dispersion
-loss acts within each sequence), and a pool of texts adds the spread between topics; per window also keeps the
-cost a running sum. X is the T x d matrix of xhat_i, C the covariance of its rows, lambda C's d eigenvalues.
-    mean_cossim_offdiag  mean over the T(T-1) pairs i != j of xhat_i . xhat_j ("average cosine" in most papers)
-    effective_rank       Roy & Vetterli (2007): exp(-sum_k p_k log p_k), p_k = s_k / sum s, s the singular values
-                         of X (uncentered, so a narrow cone is one direction): 1 .. min(T, d) dimensions
-    isoscore             Rudman et al. (2022), IsoScore of the T points in d dims: (PR - 1) / (d - 1), with PR =
-                         (sum lambda)^2 / sum lambda^2 (the participation ratio), what their normalize / isotropy
-                         defect / rescale steps reduce to; 0 = one direction, 1 = all d; at most (T-2)/(d-1) when
-                         T <= d, so compare models at the same seq_len and read it against d
-    pca_top<k>           the share of the variance in the top k principal components: sum of the k largest lambda
-                         over sum lambda (centered; 'all' gives pca_top1 and pca_top10)
-A window with no spread (every token alike) has isoscore 0 and pca_top<k> 1, their limits as a cloud shrinks onto
-one direction. Singular values come from the eigenvalues of X X^T or X^T X (the smaller), those under n * eps * the
-largest counted as 0 (numpy's matrix_rank tolerance). The cost: docs/study.md.
+The metric (the authors' per-layer mean cosine, KrishnaswamyLab/LM-Dispersion, and their PyPI package
+`embedding-condensation`; docs/measure_bench.md compares the two) and the other geometry measures of --measures
+are defined in condensation.py, its docstring and functions.
 
 Models past one device: --device_map=auto hands the weights to accelerate's big-model inference (GPUs, then CPU
 memory, then disk, within --max_memory); the hidden states come back to one device, where the metric is
@@ -56,35 +32,40 @@ whose sub-folders are runs: each of them is measured, in name order, and out_dir
 Outputs in out_dir: condensation.json (one run: its dict; several: {"runs": [dict, ...]}; a run holds name,
 source, step, modified, n_params, n_layers, num_samples, seq_len, windows ("kind:name"), seed, dtype, device,
 seconds, starts, mean_cossim, spearman, kendall, mean_last_n, histograms; with --measures, `measures` and a list
-per measure) and condensation.csv, both rewritten after each model; a model measured there before with the same
-settings is kept, so an interrupted family run resumes where it stopped. figures.py draws, from these dicts alone,
+per measure) and condensation.csv, both rewritten after each model; every run measured there before stays (other
+models, other settings), and one measured there before with the same settings is not measured again, so an
+interrupted family run resumes where it stopped. figures.py draws, from these dicts alone,
 heatmap.png (or heatmap_<name>.png each), trend.png, for several models last_n.png, and with --pairs pairs.png;
 with --measures trend_<measure>.png each, and for snapshots steps.png; --compare: compare(_trend).png.
 """
 
 import csv
+import fnmatch
 import gc
 import io
 import json
 import os
 import re
-import sys
-import time
-from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import figures
-from checkpoint import (SHARDED_STATE, atomic_write, from_pretrained, hf_model_type, hub_revisions, is_sharded,
-                        latest_checkpoint, load_causal_lm, load_checkpoint, run_dirs, torch_load)
-from configurator import config_keys, configure, die, one_line
-from data import dataset_dir, get_tokenizer, load_tokens
+from atomic import atomic_write, check_output
+from checkpoint import SHARDED_STATE, is_sharded, latest_checkpoint, run_dirs, torch_load
+# the measures' definitions; the rest re-exported, so that measure.mean_cossim etc. stay condensation's
+from condensation import (ALL_MEASURES, MEASURES, NORM_FLOOR, NUM_BINS, cosine_matrices, effective_rank,  # noqa: F401
+                          eigenvalues, exact_float32, geometry, gram, isoscore, layer_trend, mean_cossim, measure_run,
+                          normalize, offdiag_cossim, parse_measures, pca_variance_share, rank_correlations,
+                          window_mean_cossim)
+from configurator import Choice, Device, Range, config_keys, configure, die, one_line
+from data import check_token_ids, dataset_dir, get_tokenizer, load_meta, load_tokens
+from hf_io import from_pretrained, hf_model_type, load_causal_lm
+from parallel import load_checkpoint  # ckpt.pt files and FSDP runs' sharded folders
 
 # -----------------------------------------------------------------------------
-# defaults (override with a config file or --key=value)
+# defaults (override with a config file or --key=value; the annotations say what each allows: configurator.py)
 ckpt: str | list = ''       # train.py out_dir(s) or .pt file(s), comma-separated for several (Fig 3)
 snapshots = False           # with --ckpt=<dir>: every ckpt_*.pt in it plus ckpt.pt, one row per step
 init_from: str | list = ''  # HF hub id(s) or HF dir(s), comma-separated; 'id@rev' picks a hub revision, and
@@ -92,241 +73,31 @@ init_from: str | list = ''  # HF hub id(s) or HF dir(s), comma-separated; 'id@re
 pairs = False               # init_from holds base models, then their distilled models in the same order (Fig 5)
 dataset = ''                # windows from data/<name>/val.bin (or a path); default: the checkpoint's own dataset
 text_file = ''              # windows from a text file, one row per line, sampled like the authors' recipe
-hf_dataset = ''             # wikitext | pubmed_qa | imdb | squad (Fig S2); the default for --init_from: wikitext
-num_samples = 100           # windows (the paper's 100 repetitions)
-seq_len = 512               # tokens per window (the paper's max_length); left at this default, shortened to the
+hf_dataset: Choice('', names_in='HF_DATASETS') = ''  # wikitext | pubmed_qa | imdb | squad (Fig S2); the default
+                            # for --init_from: wikitext
+num_samples: Range(min=1) = 100  # windows (the paper's 100 repetitions)
+seq_len: Range(min=2) = 512  # tokens per window (the paper's max_length); left at this default, shortened to the
                             # context of a model that is shorter (see above)
-batch_size = 8              # windows per forward pass
-min_words = 1024            # text sources: rows are appended until this many words (authors' min_word_count)
+batch_size: Range(min=1) = 8  # windows per forward pass
+min_words: Range(min=0) = 1024  # text sources: rows are appended until this many words (authors' min_word_count)
 histograms = True           # False: means and correlations only, never a T x T matrix (long contexts)
 measures: str | list = 'mean_cossim'  # add other geometry measures from the same pass: 'all' or a comma list of
-                            # mean_cossim_offdiag, effective_rank, isoscore, pca_top<k> (definitions above)
-device = 'auto'             # 'auto' = cuda when available, else cpu
-dtype = 'float32'           # float32 | bfloat16 (the model's weights; metrics are always computed in float32)
-device_map = ''             # '' = the whole model on `device`; 'auto' = over every GPU, then CPU, then disk
+                            # mean_cossim_offdiag, effective_rank, isoscore, pca_top<k> (condensation.py)
+device: Device() = 'auto'   # 'auto' = cuda when available, else cpu; or cpu, cuda, cuda:N, mps
+dtype: Choice('float32', 'bfloat16') = 'float32'  # the model's weights; metrics are always computed in float32
+device_map: Choice('', 'auto', 'balanced', 'balanced_low_0', 'sequential') = ''  # '' = the whole model on
+                            # `device`; 'auto' = over every GPU, then CPU, then disk (the others: accelerate's)
 max_memory = ''             # with device_map: the budget per device, e.g. '0:70GiB,1:70GiB,cpu:200GiB'
 offload_folder = ''         # with device_map: where the weights go that fit in no memory (disk offload)
 trust_remote_code = False   # run a hub model's own modeling code (Qwen1 needs it): read that code first
 trust_checkpoint = False    # load ckpt.pt files with full pickle, which can run code: only files you made yourself
-seed = 0                    # window offsets; text sources use seeds seed..seed+num_samples-1, as the authors
+seed: Range(min=0) = 0      # window offsets (numpy: no negative seed); text sources use seeds
+                            # seed..seed+num_samples-1, as the authors
 out_dir = ''                # '' = the folder of runs given as the one --ckpt, else out-measure
 compare: str | list = ''    # condensation.json files or out_dirs, comma-separated: side-by-side figure, no measuring
 dry_run = False             # print the resolved config, the models and out_dir, then exit: nothing is read or written
 # -----------------------------------------------------------------------------
 CONFIG_KEYS = config_keys(globals())  # the names above; main() configures them (train.py imports this file)
-
-# fixed by the metric's definition, so never config keys
-NUM_BINS = 128       # histogram bins on [-1, 1]
-NORM_FLOOR = 1e-3    # the authors' normalize: x / max(||x||, 1e-3), so an all-zero token stays zero
-
-
-# -----------------------------------------------------------------------------
-# the metric
-
-def normalize(x):
-    """Unit-normalize each token (last dim), with the authors' floor on the norm."""
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(NORM_FLOOR)
-
-
-def mean_cossim(hidden):
-    """Per hidden state, the mean over all T^2 token pairs (diagonal included) of the cosine matrix, averaged
-    over the B windows. hidden: list of [B, T, d] tensors -> list of floats.
-
-    mean_ij(xhat_i . xhat_j) = ||sum_i xhat_i||^2 / T^2, so no T x T matrix is needed (O(T d), not O(T^2 d)).
-    The authors' clip to [-1, 1] is left out: after normalize() every norm is <= 1, so |xhat_i . xhat_j| <= 1
-    up to float32 rounding (~1e-7), and the mean moves by no more than that (tests check it)."""
-    means = []
-    for h in hidden:
-        x = normalize(h.float())                       # (B, T, d)
-        s = x.sum(dim=1, dtype=torch.float64)          # (B, d), float64 so long windows lose nothing
-        means.append((s * s).sum(-1).mean() / x.size(1) ** 2)
-    return torch.stack(means).tolist()                 # one device sync for all layers
-
-
-def cosine_matrices(h):
-    """[B, T, d] -> [B, T, T] token cosine similarities of each window, clipped to [-1, 1] as the authors do."""
-    x = normalize(h.float())
-    return torch.bmm(x, x.transpose(1, 2)).clamp_(-1.0, 1.0)
-
-
-# -----------------------------------------------------------------------------
-# the other geometry measures of the anisotropy literature, per window: each takes points x [B, T, d] (B windows of
-# T tokens; `geometry` says which points) and returns one float64 value per window, (B,); the module docstring
-# has their definitions and why they are per window
-
-def offdiag_cossim(x):
-    """The mean cosine over the T(T-1) pairs i != j (what 'average cosine' usually means): the diagonal of the T x T
-    matrix holds ||x_i||^2 (1 for unit tokens), so it is (||sum_i x_i||^2 - sum_i ||x_i||^2) / (T (T - 1))."""
-    x = x.double()
-    T = x.size(1)
-    return (x.sum(1).square().sum(-1) - x.square().sum((1, 2))) / (T * (T - 1))
-
-
-def gram(x, centered=False):
-    """x x^T ([B, T, T]) or x^T x ([B, d, d]), whichever is smaller, in float64: both have the same non-zero
-    eigenvalues, the squared singular values of x. centered: of x minus its mean token (the covariance times T-1)."""
-    x = x.double()
-    if centered:
-        x = x - x.mean(1, keepdim=True)
-    return x @ x.transpose(1, 2) if x.size(1) <= x.size(2) else x.transpose(1, 2) @ x
-
-
-def eigenvalues(g):
-    """Eigenvalues of symmetric PSD matrices [B, n, n], descending; those below n * eps * the largest are rounding
-    (numpy.linalg.matrix_rank's tolerance, here on the squared singular values) and set to 0."""
-    lam = torch.linalg.eigvalsh(g).flip(-1)
-    floor = lam[:, :1] * lam.size(-1) * torch.finfo(lam.dtype).eps
-    return torch.where(lam > floor, lam, torch.zeros_like(lam))
-
-
-def effective_rank(x):
-    """Roy & Vetterli (2007): exp(H(p)), H the Shannon entropy (nats) of p_k = s_k / sum_k s_k, s the singular values
-    of the (uncentered) T x d matrix; 0 log 0 = 0. Between 1 (one direction) and min(T, d); 0 for an all-zero x."""
-    s = eigenvalues(gram(x)).sqrt()
-    p = s / s.sum(-1, keepdim=True).clamp_min(torch.finfo(s.dtype).tiny)
-    return torch.exp(-torch.special.xlogy(p, p).sum(-1)) * (s[:, 0] > 0)
-
-
-def isoscore(x):
-    """IsoScore (Rudman et al. 2022) of the cloud of T points in d dimensions: with lambda the eigenvalues of its
-    covariance (d of them, zeros included), the paper's steps (normalize lambda to norm sqrt(d), isotropy defect to
-    the all-ones vector, rescale) reduce to (PR - 1) / (d - 1), PR = (sum lambda)^2 / sum lambda^2 the participation
-    ratio, = trace(C)^2 / ||C||_F^2: no eigendecomposition needed. 1 = isotropic in all d dimensions, 0 = one
-    direction; with T <= d the covariance has rank <= T - 1, so the score is at most (T - 2) / (d - 1). A cloud with
-    no spread at all (every token the same) scores 0, the limit of a cloud shrinking onto one direction."""
-    g = gram(x, centered=True)                          # same trace and Frobenius norm as the covariance, x (T-1)
-    trace, frob2 = g.diagonal(dim1=1, dim2=2).sum(-1), g.square().sum((1, 2))
-    ratio = trace.square() / frob2.clamp_min(torch.finfo(g.dtype).tiny)
-    d = x.size(-1)
-    return torch.where(frob2 > 0, (ratio - 1) / (d - 1), torch.zeros_like(ratio))
-
-
-def pca_variance_share(x, k, lam=None):
-    """The share of the cloud's variance in its top k principal components: the k largest eigenvalues of the
-    covariance over their sum. 1 for a cloud with no spread (the limit of one direction). lam: those eigenvalues,
-    when already computed (several k share one decomposition)."""
-    lam = eigenvalues(gram(x, centered=True)) if lam is None else lam
-    total = lam.sum(-1)
-    return torch.where(total > 0, lam[:, :k].sum(-1) / total.clamp_min(torch.finfo(lam.dtype).tiny),
-                       torch.ones_like(total))
-
-
-def window_mean_cossim(x):
-    """mean_cossim's per-window value (diagonal included): ||sum_i x_i||^2 / T^2."""
-    return x.double().sum(1).square().sum(-1) / x.size(1) ** 2
-
-
-MEASURES = {'mean_cossim': window_mean_cossim, 'mean_cossim_offdiag': offdiag_cossim,
-            'effective_rank': effective_rank, 'isoscore': isoscore}  # and pca_top<k>, any k >= 1
-ALL_MEASURES = ('mean_cossim', 'mean_cossim_offdiag', 'effective_rank', 'isoscore', 'pca_top1', 'pca_top10')
-
-
-def parse_measures(value):
-    """'all', a comma-separated string or a list of names -> the list of measure names, mean_cossim always first
-    (every output has it). Unknown names raise ValueError."""
-    names = [str(v).strip() for v in (value if isinstance(value, (list, tuple)) else str(value).split(','))]
-    names = [n for n in names if n]
-    if 'all' in names:
-        names = list(ALL_MEASURES) + [n for n in names if n not in ALL_MEASURES and n != 'all']
-    bad = [n for n in names if n not in MEASURES and not re.fullmatch(r'pca_top[1-9]\d*', n)]
-    if bad:
-        raise ValueError(f"unknown measure {', '.join(map(repr, bad))} (one of: all, {', '.join(MEASURES)}, "
-                         f"pca_top<k> for k >= 1)")
-    return ['mean_cossim'] + [n for n in dict.fromkeys(names) if n != 'mean_cossim']
-
-
-def geometry(hidden, names):
-    """The per-window measures `names` of every hidden state: list of [B, T, d] tensors -> {name: float64 tensor
-    [n_states, B]}. Every measure sees the unit-normalized tokens (normalize(), as mean_cossim)."""
-    out = {n: [] for n in names}
-    for h in hidden:
-        x = normalize(h.float())
-        lam = None
-        for n in names:
-            if n.startswith('pca_top'):  # one eigendecomposition for every k
-                lam = eigenvalues(gram(x, centered=True)) if lam is None else lam
-                out[n].append(pca_variance_share(x, int(n[len('pca_top'):]), lam))
-            else:
-                out[n].append(MEASURES[n](x))
-    return {n: torch.stack(v) for n, v in out.items()}
-
-
-def rank_correlations(means):
-    """Spearman rho and Kendall tau of the per-layer means against the layer index 0..N, as scipy.stats'
-    spearmanr / kendalltau compute them by default (average ranks for ties; tau-b), in numpy because importing
-    scipy.stats costs more than measuring a small model. None when undefined (< 2 layers, constant means)."""
-    y = np.asarray(means, dtype=np.float64)
-    n = len(y)
-    if n < 2 or np.all(y == y[0]):
-        return None, None
-    ranks = np.empty(n)
-    ranks[np.argsort(y, kind='stable')] = np.arange(n)
-    for value in np.unique(y):                         # tied means share their average rank
-        ranks[y == value] = ranks[y == value].mean()
-    rho = np.corrcoef(np.arange(n), ranks)[0, 1]
-    i, j = np.triu_indices(n, 1)                       # all pairs i < j; the index itself is never tied
-    concordance = np.sign(y[j] - y[i])                 # +1 concordant, -1 discordant, 0 tied in y
-    pairs = len(i)
-    tau = concordance.sum() / np.sqrt(pairs * (pairs - np.sum(concordance == 0)))
-    return float(rho), float(tau)
-
-
-def layer_trend(means):
-    """Per-layer means -> what describes them across depth: mean_cossim, spearman, kendall and mean_last_n, the
-    mean of the last n layers for n = 1 .. N+1 (the paper plots n = 1..5 and n = N//2 + 1)."""
-    rho, tau = rank_correlations(means)
-    return dict(mean_cossim=[float(m) for m in means], spearman=rho, kendall=tau,
-                mean_last_n=[float(np.mean(means[-n:])) for n in range(1, len(means) + 1)])
-
-
-@contextmanager
-def exact_float32():
-    """Full float32 matmuls on CUDA inside, whatever the caller allowed: train.py turns TF32 on for speed, but TF32
-    keeps 10 mantissa bits (~1e-3 relative), and this measurement is compared with the authors' package (which
-    runs PyTorch's default, exact float32) digit for digit. The model's forward is measured in it too."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-@torch.inference_mode()
-@exact_float32()
-def measure_run(hidden_fn, windows, starts, batch_size, device, /, keep_matrices=True, measures=None, **info):
-    """The paper's measurement on token windows [N, T] -> the run record condensation.json holds.
-
-    Per hidden state it keeps a running float64 sum of the windows' clipped T x T cosine matrices (27 MB for 13
-    states x 512 tokens, whatever N), averaged element-wise at the end as the paper does; keep_matrices=False
-    keeps only the sum of the window means (no histograms; for long contexts). measures: names beyond mean_cossim
-    (parse_measures), measured from the same forward pass, per window, and averaged over the windows (a running
-    sum of one number per window and hidden state); the record then adds `measures` (their names) and one list per
-    name. info: name, source, step, windows (where they came from), seed, dtype; the arguments before it are
-    positional-only, so that info's `windows` is not taken for the token array."""
-    if len(windows) == 0:
-        raise ValueError("no windows to measure")
-    extra = [n for n in parse_measures(measures or 'mean_cossim') if n != 'mean_cossim']
-    t0 = time.perf_counter()
-    sums, extra_sums = None, {n: 0.0 for n in extra}
-    for i in tqdm(range(0, len(windows), batch_size), desc='batches', file=sys.stderr, leave=False):
-        hidden = hidden_fn(torch.from_numpy(windows[i:i + batch_size]).to(device))
-        if keep_matrices:
-            new = [cosine_matrices(h).sum(0, dtype=torch.float64) for h in hidden]  # (T, T) each
-        else:
-            new = [torch.tensor(m * len(h), dtype=torch.float64) for m, h in zip(mean_cossim(hidden), hidden)]
-        sums = new if sums is None else [s + n for s, n in zip(sums, new)]
-        if extra:
-            for n, values in geometry(hidden, extra).items():  # [n_states, B] -> the sum over this batch's windows
-                extra_sums[n] = extra_sums[n] + values.sum(1)
-    averaged = [(s / len(windows)).cpu().numpy() for s in sums]  # per layer: S_bar, or the mean of the means
-    edges = np.linspace(-1.0, 1.0, NUM_BINS + 1)
-    histograms = [np.histogram(a, bins=edges, density=True)[0].tolist() for a in averaged] if keep_matrices else None
-    more = dict(measures=['mean_cossim'] + extra,
-                **{n: (s / len(windows)).tolist() for n, s in extra_sums.items()}) if extra else {}
-    return dict(info, n_layers=len(sums) - 1, num_samples=len(windows), seq_len=windows.shape[1], device=device,
-                seconds=round(time.perf_counter() - t0, 3), starts=starts,
-                **layer_trend([a.mean() for a in averaged]), histograms=histograms, **more)
 
 
 # -----------------------------------------------------------------------------
@@ -394,23 +165,30 @@ def text_rows(source):
     return (lambda i: ds[i][field]), len(ds)
 
 
-def make_windows(source, encode, vocab_size, num_samples, seq_len, seed, min_words=1024):
+def make_windows(source, encode, vocab_size, num_samples, seq_len, seed, min_words=1024, tokenizer=''):
     """source: ('dataset', name) | ('text_file', path) | ('hf_dataset', name) -> (windows [N, T] int64, starts):
-    the window offsets in val.bin, or the start row of each text."""
+    the window offsets in val.bin, or the start row of each text. Token ids past vocab_size (the model's; None: no
+    check) are a one-line ValueError naming them and the tokenizer (that of the dataset's meta.json, or `tokenizer`,
+    the name of the one encode uses), before the model meets them."""
     kind, name = source
     if kind == 'dataset':
-        windows, starts = token_windows(load_tokens(dataset_dir(name), 'val'), num_samples, seq_len, seed)
-        if vocab_size is not None and windows.max() >= vocab_size:
-            raise ValueError(f"dataset '{name}' has token id {windows.max()}, beyond the model's vocab ({vocab_size})")
+        folder = dataset_dir(name)
+        windows, starts = token_windows(load_tokens(folder, 'val'), num_samples, seq_len, seed)
+        if vocab_size is not None:
+            check_token_ids(windows, vocab_size, load_meta(folder)['tokenizer'], 'its val.bin')
         return windows, starts
     get_row, n_rows = text_rows(source)
     pairs = [text_window(get_row, n_rows, seed + i, encode, seq_len, min_words) for i in range(num_samples)]
-    return np.array([p[0] for p in pairs], dtype=np.int64), [p[1] for p in pairs]
+    windows = np.array([p[0] for p in pairs], dtype=np.int64)
+    if vocab_size is not None:
+        check_token_ids(windows, vocab_size, tokenizer or '?', 'the text, tokenized,')
+    return windows, [p[1] for p in pairs]
 
 
 # -----------------------------------------------------------------------------
 # models: our checkpoints, our GPT/Qwen3 for those hub models, transformers for the rest.
-# Each loader returns dict(model, hidden_states, step, n_params, max_len, vocab_size, encode, default_source),
+# Each loader returns dict(model, hidden_states, step, n_params, max_len, vocab_size, encode, default_source,
+# tokenizer: the name of the one encode uses, for messages),
 # where hidden_states(idx [B, T]) -> the n_layer + 1 hidden states and max_len is None when there is no limit.
 # n_params counts every parameter, a tied LM head once.
 
@@ -419,6 +197,7 @@ def load_train_checkpoint(path, trust_checkpoint=False):
     m, ck = load_checkpoint(path, device='cpu', trust_checkpoint=trust_checkpoint)
     tokenizer = lru_cache(maxsize=1)(lambda: get_tokenizer(ck['data_meta']['tokenizer']))  # only text needs it
     return dict(model=m, hidden_states=m.hidden_states, step=int(ck['step']), n_params=m.num_params(),
+                tokenizer=(ck.get('data_meta') or {}).get('tokenizer'),
                 max_len=m.max_seq_len, vocab_size=m.config.vocab_size, encode=lambda text: tokenizer().encode(text),
                 default_source=('dataset', (ck.get('config') or {}).get('dataset', '')))
 
@@ -451,8 +230,38 @@ def load_hf_model(name, torch_dtype=torch.float32, trust_remote_code=False, **pl
         return AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
     # the authors call tokenizer(text) with its defaults, so special tokens (e.g. a BOS) are kept
     return dict(model=m.eval(), hidden_states=hidden_states, step=None, n_params=n_params, max_len=max_len,
+                tokenizer=name + (f'@{revision}' if revision else ''),
                 vocab_size=vocab_size, encode=lambda text: tokenizer()(text)['input_ids'],
                 default_source=('hf_dataset', 'wikitext'))
+
+
+# the revisions of a hub repository (--init_from=id@pattern), in training order: Figure 4's snapshots
+
+def revision_order(branch):
+    """Training order of a hub branch: (stage, training tokens, step, name), each number where the name says it:
+    'stage1-step10000-tokens42B' (OLMo 2) -> (1, 42e9, 10000, ...). OLMo 3's branches name no tokens
+    ('stage1-step1413814'); within a stage, the step orders them as the tokens would. Missing numbers sort last."""
+    number = lambda pattern: float(m.group(1)) if (m := re.search(pattern, branch)) else float('inf')
+    unit = re.search(r'tokens\d+(?:\.\d+)?([KMBT]?)', branch)
+    tokens = number(r'tokens(\d+(?:\.\d+)?)') * {'K': 1e3, 'M': 1e6, 'B': 1e9, 'T': 1e12}.get(unit and unit[1], 1)
+    return number(r'stage(\d+)'), tokens, number(r'step(\d+)'), branch
+
+
+def hub_revisions(name):
+    """'id@pattern' with a glob pattern (*, ?, [...]) -> ['id@branch', ...]: the repository's branches that match
+    (huggingface_hub.list_repo_refs), in training order; any other name -> [name]."""
+    repo, _, pattern = name.partition('@')
+    if not any(c in pattern for c in '*?[') or os.path.exists(name):
+        return [name]
+    from huggingface_hub import list_repo_refs
+    try:
+        branches = [b.name for b in list_repo_refs(repo).branches]
+    except Exception as e:
+        raise ValueError(f"cannot list the revisions of '{repo}' on the hub (offline?): {one_line(e)}") from e
+    found = sorted((b for b in branches if fnmatch.fnmatchcase(b, pattern)), key=revision_order)
+    if not found:
+        raise ValueError(f"no revision of '{repo}' matches '{pattern}' (it has {len(branches)} branches)")
+    return [f"{repo}@{b}" for b in found]
 
 
 # -----------------------------------------------------------------------------
@@ -473,12 +282,18 @@ def csv_row(run):
     return row
 
 
-def write_outputs(runs, out_dir, draw=True, pairs=False):
+def write_outputs(runs, out_dir, draw=True, pairs=False, rescue=False):
     """condensation.json and condensation.csv (after every model: an interrupted run keeps what it measured), then
-    with draw the figures: figures.write_figures."""
-    os.makedirs(out_dir, exist_ok=True)
+    with draw the figures: figures.write_figures. rescue=True: if condensation.json cannot be written (a full disk,
+    out_dir gone or replaced by a file), its content goes to a new file elsewhere and the OSError raised says where
+    (atomic.atomic_write)."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError:
+        if not rescue:
+            raise  # with rescue, atomic_write fails below and keeps the numbers
     atomic_write(os.path.join(out_dir, 'condensation.json'),
-                 json.dumps(runs[0] if len(runs) == 1 else {'runs': runs}, indent=1))
+                 json.dumps(runs[0] if len(runs) == 1 else {'runs': runs}, indent=1), rescue=rescue)
     rows = [csv_row(r) for r in runs]
     table = io.StringIO()  # runs measured with different measures: every column of any row, blank where absent
     writer = csv.DictWriter(table, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), restval='')
@@ -487,6 +302,72 @@ def write_outputs(runs, out_dir, draw=True, pairs=False):
     atomic_write(os.path.join(out_dir, 'condensation.csv'), table.getvalue())
     if draw:
         figures.write_figures(runs, out_dir, pairs=pairs)
+
+
+def load_measured(path, full=True):
+    """The runs of a condensation.json (or of the out_dir holding one) that someone may have handed us, checked
+    field by field against what this file and figures.py read: a field of the wrong shape is a one-line ValueError
+    naming the file and the field, never a TypeError later. full=False: only the fields --compare draws need."""
+    file = os.path.join(path, 'condensation.json') if os.path.isdir(path) else path
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"no condensation.json at '{file}'")
+    try:
+        with open(file) as f:
+            obj = json.load(f)
+    except (OSError, ValueError) as e:  # unreadable, not JSON, not UTF-8
+        raise ValueError(f"{file}: cannot read it ({one_line(e)})") from None
+    runs = obj['runs'] if isinstance(obj, dict) and 'runs' in obj else [obj]
+    if not isinstance(runs, list) or not runs:
+        raise ValueError(f"{file}: 'runs' is not a list of measured runs")
+    for i, run in enumerate(runs):
+        where = f"runs[{i}]" if len(runs) > 1 or 'runs' in obj else 'the run'
+        problem = run_problem(run, full)
+        if problem:
+            raise ValueError(f"{file}: {where}{problem}")
+    return runs
+
+
+def run_problem(run, full=True):
+    """What is wrong with a run dict of condensation.json ('' if nothing): its field, and what it should be. full:
+    the fields the CSV and every figure read must be there (else only those --compare draws; the others are
+    checked where present)."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    numbers = lambda v, n=None: isinstance(v, list) and len(v) > 0 and all(map(number, v)) and n in (None, len(v))
+    if not isinstance(run, dict):
+        return f" is a {type(run).__name__}, not a dict"
+    n = len(run['mean_cossim']) if numbers(run.get('mean_cossim')) else None
+    checks = [('name', lambda v: isinstance(v, str), 'a string'),
+              ('step', lambda v: v is None or type(v) is int, 'an integer or null'),
+              ('mean_cossim', numbers, 'a list of numbers'),
+              ('spearman', lambda v: v is None or number(v), 'a number or null'),
+              ('kendall', lambda v: v is None or number(v), 'a number or null'),
+              ('histograms', lambda v: v is None or isinstance(v, list) and len(v) == n and all(map(numbers, v)),
+               f'null or {n} lists of numbers')]
+    more = [(k, lambda v: type(v) is int, 'an integer') for k in ('n_layers', 'num_samples', 'seq_len')]
+    more += [('mean_last_n', lambda v: numbers(v, n), f'a list of {n} numbers')]
+    for key, ok, what in checks + (more if full else [m for m in more if m[0] in run]):
+        if key not in run or not ok(run[key]):
+            return f"['{key}'] is {run.get(key, 'missing')!r:.60}, not {what}"
+    optional = [(k, lambda v: v is None or type(v) is int, 'an integer or null') for k in ('n_params',)]
+    optional += [(k, lambda v: v is None or isinstance(v, (str, int, float)), 'a string, a number or null')
+                 for k in ('source', 'modified', 'windows', 'seed', 'dtype')]  # what settings() compares
+    optional += [('measures', lambda v: v is None or isinstance(v, list) and all(isinstance(m, str) for m in v),
+                  'a list of measure names')]
+    for key, ok, what in optional:
+        if key in run and not ok(run[key]):
+            return f"['{key}'] is {run[key]!r:.60}, not {what}"
+    for m in (run.get('measures') or [])[1:]:
+        if not numbers(run.get(m), n):
+            return f"['{m}'] (a measure it lists) is {run.get(m, 'missing')!r:.60}, not a list of {n} numbers"
+    return ''
+
+
+def merge(earlier, runs):
+    """What condensation.json holds after a measurement: every run measured there before, in its place, a run
+    measured again with the same settings replaced by its new record, then the runs new to it."""
+    now = {settings(r): r for r in runs}
+    known = {settings(r) for r in earlier}
+    return [now.get(settings(r), r) for r in earlier] + [r for r in runs if settings(r) not in known]
 
 
 def settings(run):
@@ -574,26 +455,24 @@ def main():
     if as_list(compare):  # no measuring: figures of runs measured earlier, side by side
         out_dir = out_dir or 'out-measure'
         try:
+            check_output(out_dir, 'out_dir', folder=True)
+        except ValueError as e:
+            die(str(e), 2)
+        try:
+            for path in as_list(compare):
+                load_measured(path, full=False)  # each file checked first: a malformed one is named, with its field
             runs = figures.compare(as_list(compare), out_dir)
-        except (OSError, ValueError, KeyError) as e:  # a missing or malformed condensation.json
+        except (OSError, ValueError) as e:  # a missing or malformed condensation.json, a full disk
             die(one_line(e))
         print(f"wrote {os.path.join(out_dir, 'compare.png')} and compare_trend.png ({len(runs)} runs)")
         return
     sources = [(k, v) for k, v in (('dataset', dataset), ('text_file', text_file), ('hf_dataset', hf_dataset)) if v]
     if len(sources) > 1:
         die("give at most one of --dataset, --text_file, --hf_dataset")
-    if hf_dataset and hf_dataset not in HF_DATASETS:
-        die(f"unknown hf_dataset '{hf_dataset}' (one of: {', '.join(HF_DATASETS)})")
-    if num_samples < 1 or seq_len < 2 or batch_size < 1:
-        die("num_samples and batch_size must be >= 1 and seq_len >= 2")
-    if dtype not in ('float32', 'bfloat16'):
-        die(f"dtype must be float32 or bfloat16, got '{dtype}'")
     try:
         measured = parse_measures(measures)
     except ValueError as e:
         die(one_line(e), 2)
-    if device_map not in ('', 'auto', 'balanced', 'balanced_low_0', 'sequential'):
-        die(f"device_map must be '' or auto (or balanced, balanced_low_0, sequential), got '{device_map}'")
     budget = dict(item.partition(':')[::2] for item in as_list(max_memory))  # accelerate checks the sizes
     if '' in budget.values():
         die(f"--max_memory wants device:size items, e.g. 0:70GiB,1:70GiB,cpu:200GiB; got '{max_memory}'")
@@ -624,6 +503,10 @@ def main():
         die(f"--pairs=True takes base models, then as many distilled ones, in that order; got {len(subjects)}")
     parents = [c for c, runs in folders.items() if runs != [c]]
     out_dir = out_dir or (parents[0] if len(folders) == 1 and parents else 'out-measure')
+    try:  # before any model is loaded: an out_dir that cannot be one costs nothing
+        check_output(out_dir, 'out_dir', folder=True)
+    except ValueError as e:
+        die(str(e), 2)
     if dry_run:
         print(json.dumps(dict(config=config, models=[name for _, _, name in subjects], out_dir=out_dir), indent=1))
         return
@@ -642,11 +525,14 @@ def main():
             print(why)
     dev = ('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device
     ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16}[dtype]
-    try:  # what this out_dir measured before, by settings
-        before = figures.load_runs(out_dir) if os.path.isfile(os.path.join(out_dir, 'condensation.json')) else []
-        before = {settings(r): r for r in before}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    try:  # what this out_dir measured before: kept (merge), and not measured again with the same settings
+        earlier = load_measured(out_dir) if os.path.isfile(os.path.join(out_dir, 'condensation.json')) else []
+    except (OSError, ValueError) as e:
         die(f"cannot read what {out_dir} measured before: {one_line(e)} (move its condensation.json away)")
+    before = {settings(r): r for r in earlier}
+    others = [r['name'] for r in earlier if r.get('source') not in {p for _, p, _ in subjects}]
+    if others:
+        print(f"{out_dir}/condensation.json keeps the {len(others)} run(s) measured there before: {', '.join(others)}")
 
     runs = []
     for kind, path, name in subjects:
@@ -674,7 +560,7 @@ def main():
             die(f"no windows for '{path}': give --dataset, --text_file or --hf_dataset")
         try:
             windows, starts = make_windows(source, loaded['encode'], loaded['vocab_size'], num_samples, seq_len,
-                                           seed, min_words)
+                                           seed, min_words, tokenizer=loaded['tokenizer'])
         except Exception as e:  # missing data, offline hub, too-short text
             die(f"cannot make windows from {source[0]} '{source[1]}': {one_line(e)}")
         placed = getattr(loaded['model'], 'hf_device_map', None)  # set when accelerate placed the weights
@@ -687,14 +573,25 @@ def main():
                                 modified=asked['modified'], n_params=loaded['n_params'], windows=asked['windows'],
                                 seed=seed, dtype=dtype))
         runs[-1]['device'] = where
-        write_outputs(runs, out_dir, draw=False)
+        try:
+            write_outputs(merge(earlier, runs), out_dir, draw=False, rescue=True)
+        except OSError as e:
+            die(str(e))
         del loaded  # free the model before the next one, whose device_map accelerate sizes by the free memory
         gc.collect()
         torch.cuda.empty_cache()
         print(f"  {runs[-1]['seconds']:.1f}s | spearman {runs[-1]['spearman']} | kendall {runs[-1]['kendall']} | "
               f"mean_last_1 {runs[-1]['mean_cossim'][-1]:.4f}")
-    write_outputs(runs, out_dir, pairs=pairs)
-    print(f"wrote {os.path.join(out_dir, 'condensation.json')} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
+    everything = merge(earlier, runs)
+    try:
+        write_outputs(everything, out_dir, rescue=True)
+        if pairs:  # the pairs of this measurement alone: runs kept from before would break its order
+            figures.plot_pairs(runs, os.path.join(out_dir, 'pairs.png'))
+    except OSError as e:
+        die(str(e))
+    kept = f", {len(everything) - len(runs)} of them from before" if len(everything) > len(runs) else ''
+    print(f"wrote {os.path.join(out_dir, 'condensation.json')} ({len(everything)} run"
+          f"{'s' if len(everything) > 1 else ''}{kept})")
 
 
 if __name__ == '__main__':

@@ -11,18 +11,19 @@ An empty --start begins from the end-of-text token: an unconditional sample. tem
 import torch
 import torch.nn.functional as F
 
-from configurator import configure, die
+from configurator import Device, Range, configure, die
 
 # -----------------------------------------------------------------------------
+# defaults (--key=value; the annotations say what each allows: configurator.py)
 ckpt = 'out'            # a train.py out_dir (its ckpt.pt) or a .pt file
 start = ''              # prompt text, or FILE:path to read it from a file; '' = start from end-of-text
-num_samples = 3         # samples drawn, one after the other
-max_new_tokens = 200    # tokens generated per sample
-temperature = 0.8       # < 1 sharpens the distribution, > 1 flattens it; 0 = always the most likely token
-top_k = 200             # keep only the k most likely tokens (0 = all)
+num_samples: Range(min=1) = 3  # samples drawn, one after the other
+max_new_tokens: Range(min=0) = 200  # tokens generated per sample
+temperature: Range(min=0) = 0.8  # < 1 sharpens the distribution, > 1 flattens it; 0 = always the most likely token
+top_k: Range(min=0) = 200  # keep only the k most likely tokens (0 = all)
 seed = 1337             # the sampling seed (torch.manual_seed)
 trust_checkpoint = False  # load a ckpt.pt with full pickle, which can run code: only a file you made yourself
-device = 'cuda' if torch.cuda.is_available() else 'cpu'  # or cpu, cuda:1, mps
+device: Device() = 'auto'  # 'auto' = cuda if available, else cpu; or cpu, cuda, cuda:N, mps
 # -----------------------------------------------------------------------------
 
 
@@ -48,10 +49,9 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=0, vocab_size=No
 
 if __name__ == '__main__':
     configure(globals())
-    if temperature < 0 or top_k < 0 or num_samples < 1 or max_new_tokens < 0:
-        die("need temperature >= 0, top_k >= 0, num_samples >= 1 and max_new_tokens >= 0", 2)
-    from checkpoint import load_checkpoint
-    from data import get_tokenizer
+    device = ('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device
+    from parallel import load_checkpoint  # ckpt.pt files and FSDP runs' sharded folders
+    from data import check_token_ids, get_tokenizer
 
     torch.manual_seed(seed)
     try:
@@ -68,6 +68,11 @@ if __name__ == '__main__':
     start_ids = tok.encode(start) if start else [tok.eot_token]
     if not start_ids:
         die(f"--start {start!r} encodes to no tokens")
+    try:  # a checkpoint whose data_meta names a tokenizer larger than its model: found here, not as an IndexError
+        check_token_ids(start_ids, model.get_input_embeddings().weight.size(0), meta['tokenizer'],
+                        '--start' if start else "the end-of-text token (an empty --start)")
+    except ValueError as e:
+        die(str(e))
     x = torch.tensor(start_ids, dtype=torch.long, device=device)[None, :]
     step = checkpoint.get('step', '?')
     print(f"{ckpt} (step {step}, tokenizer {meta['tokenizer']}), temperature {temperature}, "

@@ -26,30 +26,30 @@ import shlex
 import subprocess
 import sys
 
-from configurator import configure, die
+from configurator import Annotated, Choice, Range, configure, die
+
+METHODS = ['', '_noisy', '_forget', '_decor', '_l2', '_ortho', '_disp']  # Table 2's rows, in the paper's order
+TABLES = {  # the paper's tables -> their configs (family: the key below, read when the table is built)
+    2: lambda: [f'midtrain_{family}{m}' for m in METHODS],
+    3: lambda: ['midtrain_gpt2_disp_early', 'midtrain_gpt2_disp_late'],
+    4: lambda: ['midtrain_gpt2_disp'] + [f'midtrain_gpt2_disp_{v}' for v in
+                                         ('lambda0p01', 'lambda0p5', 'lambda1p0', 'tau0p1', 'tau0p5', 'tau2p0')],
+    5: lambda: ['pretrain_qwen3_0_6b', 'pretrain_qwen3_0_6b_disp'],
+}
 
 # -----------------------------------------------------------------------------
-table: str | int = '2'         # 2 | 3 | 4 | 5 (see TABLES)
-family = 'gpt2'                # Table 2 only: gpt2 | gpt2m | qwen3_0_6b | qwen3_1_7b
-seeds: int | list = [1, 2, 3]  # --seeds=1,2,3 or --seeds=1; the paper reports mean +- std over seeds
-nproc = 8                      # GPUs per run (torchrun); 1 runs plain python
+# defaults (--key=value; the annotations say what each allows: configurator.py)
+table: Choice(names_in='TABLES') = 2  # 2 | 3 | 4 | 5
+family: Choice('gpt2', 'gpt2m', 'qwen3_0_6b', 'qwen3_1_7b') = 'gpt2'  # Table 2 only: its model family
+seeds: Annotated[int | list, Range(min=0)] = [1, 2, 3]  # --seeds=1,2,3 or --seeds=1; the paper reports mean +- std
+                               # over seeds
+nproc: Range(min=1) = 8        # GPUs per run (torchrun); 1 runs plain python
 dry_run = False                # print the commands, run nothing
 out_root = 'out'               # the runs go to <out_root>/<name>_s<seed>, the table to <out_root>/table<N>.md
 train_args = ''                # more train.py overrides for every run, e.g. "--max_tokens=20_000_000 --batch_size=8"
 # -----------------------------------------------------------------------------
 configure(globals())
 
-METHODS = ['', '_noisy', '_forget', '_decor', '_l2', '_ortho', '_disp']  # Table 2's rows, in the paper's order
-TABLES = {
-    '2': lambda: [f'midtrain_{family}{m}' for m in METHODS],
-    '3': lambda: ['midtrain_gpt2_disp_early', 'midtrain_gpt2_disp_late'],
-    '4': lambda: ['midtrain_gpt2_disp'] + [f'midtrain_gpt2_disp_{v}' for v in
-                                           ('lambda0p01', 'lambda0p5', 'lambda1p0', 'tau0p1', 'tau0p5', 'tau2p0')],
-    '5': lambda: ['pretrain_qwen3_0_6b', 'pretrain_qwen3_0_6b_disp'],
-}
-table = str(table)
-if table not in TABLES:
-    die(f"unknown table '{table}' (one of: {', '.join(TABLES)})", 2)
 names = TABLES[table]()
 root = os.path.dirname(os.path.abspath(__file__))
 missing = [n for n in names if not os.path.isfile(os.path.join(root, 'config', f'{n}.py'))]
@@ -101,7 +101,7 @@ for name in names:
             die(f"run {out_dir} ended without eval.json, which the table needs: run the sweep again to continue it "
                 f"(its config must set eval_tasks)")
 
-label = f"table{table}" + (f"_{family}" if table == '2' else '')
+label = f"table{table}" + (f"_{family}" if table == 2 else '')
 cmd = [sys.executable, 'tables.py', *results, f'--table_out={os.path.join(out_root, label)}.md']
 print(shlex.join(cmd), flush=True)
 if not dry_run:

@@ -36,14 +36,17 @@ import sys
 
 import numpy as np
 
-from configurator import config_keys, configure, die, one_line
+from atomic import atomic_write, check_output
+from configurator import Choice, config_keys, configure, die, one_line
 
 # -----------------------------------------------------------------------------
+# defaults (--key=value; the annotations say what each allows: configurator.py)
 table_out = ''   # also write the table as markdown to this file and as CSV beside it (same name, .csv)
 reference = ''   # the method the t-tests compare to; '' = the label containing 'dispersion', if any
-ttest = 'student'  # 'student' (equal variances, the paper's) | 'welch': the t-test of the per-seed averages
-select = ''  # 'best': per seed, the evaluation with the best average (the paper's) | 'final' | '' = best if every run
-             # file has its evaluation history (train.py's 'history'), else final
+ttest: Choice(names_in='TTESTS') = 'student'  # 'student' (equal variances, the paper's) | 'welch': the t-test of
+                 # the per-seed averages
+select: Choice('', 'best', 'final') = ''  # 'best': per seed, the evaluation with the best average (the paper's) |
+                 # 'final' | '' = best if every run file has its evaluation history (train.py's 'history'), else final
 # -----------------------------------------------------------------------------
 CONFIG_KEYS = config_keys(globals())  # configured only when run as a script: eval.py imports this file
 
@@ -99,41 +102,85 @@ def load_run(path):
     """A --out JSON of eval.py, or the eval.json of a train.py run -> {'label', 'seed', 'scores': {task: (metric,
     value)}, 'compute': {'hours', 'processes', 'device'} or None, 'path', 'history': [(step, scores), ...] or None,
     'step': None}: 'scores' those of the final evaluation ('results'), 'history' train.py's every evaluation, each
-    of every task but the subtasks below a group (a group is one column)."""
+    of every task but the subtasks below a group (a group is one column). A run file is data someone handed us:
+    every field read is checked, and one of the wrong shape is a one-line error naming the file and the field."""
     try:
         with open(path) as f:
             run = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         die(f'{path}: cannot read run json ({one_line(e)})')
     if not isinstance(run, dict) or not isinstance(run.get('results'), dict) or not run['results']:
         die(f"{path}: no 'results' (write run files with eval.py --out)")
-    config = run.get('config') or {}
+    try:
+        return read_run(run, path)
+    except ValueError as e:
+        die(f"{path}: {e}")
+
+
+def is_a(value, *types, none=False):
+    """value is one of types (bool is no number), or None when none=True."""
+    if value is None:
+        return none
+    return isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+
+
+def read_run(run, path):
+    """load_run's reading of a parsed run file; a field of the wrong shape is a ValueError naming it."""
+    config = run.get('config')
+    if not is_a(config, dict, none=True):
+        raise ValueError(f"'config' is a {type(config).__name__}, not a dict")
+    config = config or {}
     # eval.py --out keeps the training config under 'train_config'; train.py's eval.json is the training config
+    if not is_a(config.get('train_config'), dict, none=True):
+        raise ValueError(f"config['train_config'] is a {type(config['train_config']).__name__}, not a dict")
     train_config = config.get('train_config') or (config if 'reg' in config else None)
-    run_label = (run.get('label') or config.get('label') or (method_label(train_config) if train_config else '')
-                 or config.get('model') or os.path.basename(path))
+    for where, value in (('label', run.get('label')), ("config['label']", config.get('label')),
+                         ("config['model']", config.get('model'))):
+        if not is_a(value, str, none=True):
+            raise ValueError(f"{where} is {value!r}, not a string")
+    seed = run.get('seed', config.get('seed'))
+    if not is_a(seed, int, none=True):
+        raise ValueError(f"'seed' is {seed!r}, not an integer")
+    try:
+        trained_as = method_label(train_config) if train_config else ''
+    except (TypeError, ValueError, AttributeError) as e:  # e.g. reg_coeff given as text
+        raise ValueError(f"the training config (config{'' if train_config is config else '[train_config]'}) does "
+                         f"not read as one: {one_line(e)}") from None
+    run_label = (run.get('label') or config.get('label') or trained_as or config.get('model')
+                 or os.path.basename(path))
     compute = run.get('compute')  # train.py's record of the training time; a base model has none
-    if compute is not None and not (isinstance(compute, dict) and isinstance(compute.get('hours'), (int, float))
-                                    and not isinstance(compute['hours'], bool)):
-        die(f"{path}: 'compute' is not a training time record ({{'hours': <float>, 'processes', 'device'}})")
-    below_groups = subtasks(run.get('group_subtasks'))
+    if compute is not None and not (isinstance(compute, dict) and is_a(compute.get('hours'), int, float)):
+        raise ValueError("'compute' is not a training time record ({'hours': <float>, 'processes', 'device'})")
+    groups = run.get('group_subtasks')
+    if not (groups is None or isinstance(groups, dict) and all(isinstance(v, list) for v in groups.values())):
+        raise ValueError("'group_subtasks' is not a dict of lists of task names")
+    below_groups = subtasks(groups)
     history = run.get('history')  # train.py's every evaluation, in step order; absent in older files and eval.py's
     if history is not None:
-        entry_ok = lambda e: (isinstance(e, dict) and isinstance(e.get('step'), int) and not isinstance(e['step'], bool)
-                              and isinstance(e.get('results'), dict) and e['results'])
+        entry_ok = lambda e: (isinstance(e, dict) and is_a(e.get('step'), int) and isinstance(e.get('results'), dict)
+                              and e['results'])
         if not isinstance(history, list) or not history or not all(map(entry_ok, history)):
-            die(f"{path}: 'history' is not a list of evaluations ({{'step': <int>, 'results': {{...}}}}, ...)")
-        history = [(e['step'], task_scores(e['results'], below_groups)) for e in history]
-    return {'label': run_label, 'seed': run.get('seed', config.get('seed')), 'compute': compute, 'path': path,
+            raise ValueError("'history' is not a list of evaluations ({'step': <int>, 'results': {...}}, ...)")
+        history = [(e['step'], task_scores(e['results'], below_groups, f"history[{i}]['results']"))
+                   for i, e in enumerate(history)]
+    return {'label': run_label, 'seed': seed, 'compute': compute, 'path': path,
             'scores': task_scores(run['results'], below_groups), 'history': history, 'step': None}
 
 
-def task_scores(results, below_groups):
-    """lm-eval's results -> {task: (metric, value)}, the tables' metric of every task but the subtasks below a group."""
+def task_scores(results, below_groups, where='results'):
+    """lm-eval's results -> {task: (metric, value)}, the tables' metric of every task but the subtasks below a group.
+    A task whose entry is not a dict of metrics, or whose reported metric is not a number, is a ValueError naming
+    it (where: the field results came from)."""
     scores = {}
     for task, metrics in results.items():
-        r = reported(task, metrics) if task not in below_groups and isinstance(metrics, dict) else None
+        if task in below_groups:
+            continue
+        if not isinstance(metrics, dict):
+            raise ValueError(f"{where}['{task}'] is a {type(metrics).__name__}, not a dict of metrics")
+        r = reported(task, metrics)
         if r is not None:
+            if not is_a(r[1], int, float):
+                raise ValueError(f"{where}['{task}']['{r[0]},none'] is {r[1]!r}, not a number")
             scores[task] = r[:2]
     return scores
 
@@ -380,23 +427,30 @@ def format_csv(table):
 
 def main(paths, table_out='', reference='', ttest='student', select=''):
     """Print the table of the run files at paths as markdown; with table_out, also write it there and as CSV
-    beside it. This file's command line and eval.py --table both end here."""
+    beside it. This file's command line and eval.py --table both end here (configure has checked ttest and select
+    against their declarations)."""
     if not paths:
         die('no run json files given: python tables.py run1.json run2.json ...', 2)
-    if ttest not in TTESTS:
-        die(f"--ttest expects {' or '.join(TTESTS)}, got {ttest!r}", 2)
-    if select not in ('', 'best', 'final'):
-        die(f"--select expects best or final (or '' for best when every run has its history), got {select!r}", 2)
+    if table_out:  # a table_out that cannot be written is found before the run files are read
+        try:
+            check_output(table_out, 'table_out')
+        except ValueError as e:
+            die(str(e), 2)
     runs, select = select_evaluations([load_run(p) for p in paths], select)
     table = table_stats(runs, reference, ttest)
     table['select'] = select
     md = format_markdown(table)
     print(md, end='')
     if table_out:
-        from checkpoint import atomic_write  # imports torch (checkpoint.py holds the model I/O): only when writing
-        os.makedirs(os.path.dirname(os.path.abspath(table_out)), exist_ok=True)
-        atomic_write(table_out, md)
-        atomic_write(os.path.splitext(table_out)[0] + '.csv', format_csv(table))
+        try:  # the table is on stdout already; the files are kept elsewhere if they cannot be written here
+            os.makedirs(os.path.dirname(os.path.abspath(table_out)), exist_ok=True)
+        except OSError:
+            pass  # atomic_write fails on it, and keeps the table
+        try:
+            atomic_write(table_out, md, rescue=True)
+            atomic_write(os.path.splitext(table_out)[0] + '.csv', format_csv(table), rescue=True)
+        except OSError as e:
+            die(str(e))
 
 
 def split_run_files(argv):

@@ -20,7 +20,7 @@ process writes its shards; resumable on any number of processes, or in one plain
 the end) and the snapshots hold the full weights only, for measure.py, eval.py, sample.py and HF export.
 A run holds out_dir/train.lock while it lasts (a second train.py there is refused), never replaces another run's
 checkpoints unless told to (overwrite), and on resume keeps the model the checkpoint holds: a model key given that
-contradicts it is an error (checkpoint.check_resume says which keys, and what run.json records of a resume).
+contradicts it is an error (run_dir.check_resume says which keys, and what run.json records of a resume).
 """
 
 import datetime
@@ -28,31 +28,35 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import time
 from contextlib import nullcontext
 
+from configurator import Annotated, Choice, Device, Range  # the allowed values of the keys below
+
 # -----------------------------------------------------------------------------
-# defaults (every name here is a config key: config/*.py files and --key=value override them)
+# defaults (every name here is a config key: config/*.py files and --key=value override them; the annotations say
+# what each allows, checked before anything runs: configurator.py)
 # I/O
 out_dir = 'out'
 init_from = 'scratch'        # 'scratch' | 'resume' | a hub id ('gpt2', 'Qwen/Qwen3-0.6B') | a local HF dir
 overwrite = False            # a new run may replace the checkpoints of another run in out_dir (deleted at start)
 trust_checkpoint = False     # load ckpt.pt files (resume, teacher) with full pickle, which can run code: yours only
 dataset = 'pydocs'           # a folder under data/ or a path holding train.bin, val.bin, meta.json
-eval_interval = 200          # steps between evaluations (val loss + condensation probe + ckpt.pt)
-eval_iters = 20              # val batches per evaluation (fixed windows, the same at every eval)
+eval_interval: Range(min=1) = 200  # steps between evaluations (val loss + condensation probe + ckpt.pt)
+eval_iters: Range(min=1) = 20  # val batches per evaluation (fixed windows, the same at every eval)
 eval_measures: str | list = 'mean_cossim'  # the eval probe's geometry measures (measure.py's --measures: 'all' or a
                              # comma list, e.g. 'isoscore,effective_rank'), logged under their names; opt-in, as the
                              # float64 Gram and eigenvalues cost up to x2.4 the probe (docs/study.md)
-log_interval = 10            # steps between log lines / metrics.jsonl records
-snapshot_interval = 0        # keep ckpt_{step:06d}.pt every this many steps (0 = off)
-condensation_samples = 100   # val windows measured at the end (condensation.json, heatmap.png)
+log_interval: Range(min=1) = 10  # steps between log lines / metrics.jsonl records
+snapshot_interval: Range(min=0) = 0  # keep ckpt_{step:06d}.pt every this many steps (0 = off)
+condensation_samples: Range(min=1) = 100  # val windows measured at the end (condensation.json, heatmap.png)
 eval_tasks: str | list = ''  # lm-eval at the end: comma-separated tasks, 'paper' = the ten, '' = none
-lm_eval_interval = 0         # also run eval_tasks every this many steps (0 = at the end only; official: max_steps//5+1)
+lm_eval_interval: Range(min=0) = 0  # also run eval_tasks every this many steps (0 = at the end only; official:
+                             # max_steps//5+1)
 lm_eval_at_start = False     # also evaluate the starting model, at step 0 (official --eval_at_begin: Table 2's base row)
-eval_limit: int | float | None = None  # lm-eval documents per task; None = the model family's (GPT-2 500, Qwen3 200)
+eval_limit: Annotated[int | float | None, Range(min=0)] = None  # lm-eval documents per task (a fraction if < 1,
+                             # 0 = all); None = the model family's (GPT-2 500, Qwen3 200)
 eval_include_path = ''       # a folder of extra lm-eval task YAMLs (custom or offline tasks)
 wandb_log = False             # log to Weights & Biases too (pip install wandb); metrics.jsonl is written either way
 wandb_project = 'dispersion'
@@ -60,58 +64,67 @@ wandb_run_name = ''
 wandb_run_id = ''            # '' = a new id, kept in the checkpoint: a resumed run continues the same wandb run
 dry_run = False              # resolve and print the config, then exit without touching data or disk
 # data and batch
-batch_size = 8               # windows per micro-step per process
-block_size = 256             # tokens per window
-gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
-grad_accum_reduction = 'mean'  # each optimizer step's gradient: 'mean' of its micro-batch gradients | 'sum'
-                              # of them (the official HF Trainer runs: the clip at 1.0 then binds almost always)
+batch_size: Range(min=1) = 8  # windows per micro-step per process
+block_size: Range(min=1) = 256  # tokens per window
+gradient_accumulation_steps: Range(min=1) = 1  # micro-steps per optimizer step, summed over all processes
+grad_accum_reduction: Choice('mean', 'sum') = 'mean'  # each optimizer step's gradient: 'mean' of its micro-batch
+                             # gradients | 'sum' of them (the official HF Trainer runs: the clip at 1.0 then binds
+                             # almost always)
 # model, for init_from='scratch'
-arch = 'gpt'                 # 'gpt' (GPT-2 family) | 'qwen3'
-n_layer = 6
-n_head = 6
-n_embd = 384
-mlp_hidden: int | None = None  # MLP width; None = 4*n_embd (gpt) or 3*n_embd (qwen3, as Qwen3-0.6B)
-n_kv_head: int | None = None   # qwen3: key/value heads for grouped-query attention; None = n_head
-head_dim: int | None = None    # qwen3: None = n_embd // n_head
-rope_theta = 1e6             # qwen3
+arch: Choice('gpt', 'qwen3') = 'gpt'  # 'gpt' (GPT-2 family) | 'qwen3'
+n_layer: Range(min=1) = 6
+n_head: Range(min=1) = 6
+n_embd: Range(min=1) = 384  # gpt: a multiple of n_head
+mlp_hidden: Annotated[int | None, Range(min=1)] = None  # MLP width; None = 4*n_embd (gpt) or 3*n_embd (qwen3, as
+                             # Qwen3-0.6B)
+n_kv_head: Annotated[int | None, Range(min=1)] = None  # qwen3: key/value heads for grouped-query attention (a
+                             # divisor of n_head); None = n_head
+head_dim: Annotated[int | None, Range(min=1)] = None  # qwen3: None = n_embd // n_head
+rope_theta: Range(above=0) = 1e6  # qwen3
 bias = True                  # gpt: biases in Linear and LayerNorm
-dropout = 0.0                # HF GPT-2 trains with 0.1; applies to hub/HF starts too
+dropout: Range(min=0, below=1) = 0.0  # HF GPT-2 trains with 0.1; applies to hub/HF starts too
 # optimizer and schedule
-max_iters = 1000             # optimizer steps; ignored when max_tokens > 0
-max_tokens = 0               # token budget (the paper states these, e.g. 200M); sets max_iters
-learning_rate = 6e-4
-min_lr = 6e-5                # cosine decays to this
-warmup_iters = 100
-warmup_frac = 0.0            # > 0: warmup_iters = ceil(warmup_frac * max_iters) (official runs: 0.2)
-lr_decay_iters: int | None = None  # None = max_iters
-weight_decay = 0.1           # on matrices and embeddings, not on biases and norms
-beta1 = 0.9
-beta2 = 0.95
-grad_clip = 1.0              # 0 = off
+max_iters: Range(min=1) = 1000  # optimizer steps; ignored when max_tokens > 0
+max_tokens: Range(min=0) = 0  # token budget (the paper states these, e.g. 200M); sets max_iters
+learning_rate: Range(min=0) = 6e-4
+min_lr: Range(min=0) = 6e-5  # cosine decays to this
+warmup_iters: Range(min=0) = 100
+warmup_frac: Range(min=0, max=1) = 0.0  # > 0: warmup_iters = ceil(warmup_frac * max_iters) (official runs: 0.2)
+lr_decay_iters: Annotated[int | None, Range(min=0)] = None  # None = max_iters
+weight_decay: Range(min=0) = 0.1  # on matrices and embeddings, not on biases and norms
+beta1: Range(min=0, below=1) = 0.9  # AdamW's betas
+beta2: Range(min=0, below=1) = 0.95
+grad_clip: Range(min=0) = 1.0  # 0 = off
 # regularizers (losses.py): L = L_train + reg_coeff * L_reg
-reg = 'none'                 # 'none' or a name in losses.REGULARIZERS (dispersion, decorrelation, l2_repel, ...)
+reg: Choice('none', names_in='losses.REGULARIZERS') = 'none'  # or dispersion, decorrelation, l2_repel, ...
 reg_coeff = 0.1              # lambda (paper Table 4 best: 0.1)
-reg_tau = 1.0                # temperature tau, for the losses that have one
-reg_loc: str | list = 'all'  # all | early_half | late_half | last | a list of hidden-state indices
-reg_max_tokens: int | None = None  # subsample this many positions per sequence (official: 256); None = all
-reg_clamp = 0.1              # cosines clamped to [-1+c, 1-c] (dispersion, orthogonalization); official
+reg_tau: Range(above=0) = 1.0  # temperature tau, for the losses that have one
+reg_loc: Annotated[str | list, Choice(names_in='losses.LOCATIONS')] = 'all'  # all | early_half | late_half | last
+                             # | a list of hidden-state indices
+reg_max_tokens: Annotated[int | None, Range(min=1)] = None  # subsample this many positions per sequence (official:
+                             # 256); None = all
+reg_clamp: Range(above=0, below=1) = 0.1  # cosines clamped to [-1+c, 1-c] (dispersion, orthogonalization); official
                              # GPT-2 runs 0.1, Qwen3 runs 0.25
-reg_impl = 'auto'            # 'reference' (losses.py as written) | 'tiled' (losses_tiled.py) | 'auto' (where it pays)
+reg_impl: Choice(names_in='losses_tiled.IMPLS') = 'auto'  # 'reference' (losses.py as written) | 'tiled'
+                             # (losses_tiled.py) | 'auto': tiled from losses_tiled.AUTO_MIN_TOKENS tokens per
+                             # sequence up, if it still equals losses.py
 # baselines the paper compares with
-noisy_embedding_alpha = 0.0  # NEFTune alpha: U(-a, a) noise, a = alpha / sqrt(T * d); 0 = off
-active_forgetting_every = 0  # re-initialise the token embedding every K steps; 0 = off
-af_emb_lr = 5e-5             # active forgetting: peak lr of the embedding's own cyclic schedule
-af_emb_warmup_frac = 0.08    # active forgetting: warmup fraction of each embedding lr cycle
+noisy_embedding_alpha: Range(min=0) = 0.0  # NEFTune alpha: U(-a, a) noise, a = alpha / sqrt(T * d); 0 = off
+active_forgetting_every: Range(min=0) = 0  # re-initialise the token embedding every K steps; 0 = off
+af_emb_lr: Range(min=0) = 5e-5  # active forgetting: peak lr of the embedding's own cyclic schedule
+af_emb_warmup_frac: Range(min=0, max=1) = 0.08  # active forgetting: warmup fraction of each embedding lr cycle
 teacher = ''                 # distillation: hub id, HF dir or train.py out_dir of a frozen teacher
 kd_coeff = 1.0               # L = L_train + kd_coeff * T^2 KL(teacher || student)
-kd_temperature = 2.0
+kd_temperature: Range(above=0) = 2.0
 # system
-device = 'auto'              # 'auto' = cuda if available, else cpu
-dtype = 'auto'               # 'auto' = bfloat16 on CUDA when supported, else float32 | float16 | float32
+device: Device() = 'auto'    # 'auto' = cuda if available, else cpu; or cpu, cuda, cuda:N, mps
+dtype: Choice('auto', 'float32', 'bfloat16', 'float16') = 'auto'  # 'auto' = bfloat16 on CUDA when supported,
+                             # else float32
 compile: bool | None = None  # torch.compile the model (and, on CUDA, the regularizer's tiles); None = on for CUDA
-parallel = 'ddp'             # under torchrun: 'ddp' (each GPU holds everything) | 'fsdp' (FSDP2 shards it; parallel.py)
+parallel: Choice('ddp', 'fsdp') = 'ddp'  # under torchrun: 'ddp' (each GPU holds everything) | 'fsdp' (FSDP2 shards
+                             # it; parallel.py)
 activation_checkpoint = False  # recompute each block in backward: the same losses, far less activation memory
-seed = 1337
+seed: Range(min=0) = 1337    # numpy's generators take no negative seed
 # -----------------------------------------------------------------------------
 from configurator import configure, die, one_line  # noqa: E402
 given_keys = set()  # the keys a config file or the command line set, whatever their value (resume checks them)
@@ -128,26 +141,34 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 import losses  # noqa: E402
-from checkpoint import (SHARDED, atomic_write, check_resume, claim_out_dir, from_pretrained,  # noqa: E402
-                        load_checkpoint, load_sharded_state, latest_checkpoint, model_keys, open_metrics,
-                        restore_rng, save_checkpoint, training_state)
+import losses_tiled  # noqa: E402  (the regularizer's fast path, and which of the two runs)
+from atomic import atomic_write, check_output  # noqa: E402
+from baselines import add_neftune, embedding_lr, forget_embedding, load_teacher, teacher_mismatch  # noqa: E402
+from checkpoint import (SHARDED, load_sharded_state, latest_checkpoint, restore_rng, save_checkpoint,  # noqa: E402
+                        training_state)
 from data import dataset_dir, load_meta, load_tokens  # noqa: E402
+from hf_io import from_pretrained  # noqa: E402
 from model import build_model  # noqa: E402
-from parallel import (copy_full_, gather_weights, load_sharded, local, parallelize, save_sharded,  # noqa: E402
-                      shard_optimizer_state)
+from parallel import (gather_weights, load_checkpoint, load_sharded, local, parallelize,  # noqa: E402
+                      save_sharded, shard_optimizer_state)
+from run_dir import check_resume, claim_out_dir, model_keys, open_metrics, versions, write_run_json  # noqa: E402
 
-if reg not in ('none', *losses.REGULARIZERS):
-    die(f"unknown regularizer reg='{reg}' (choose from: none, {', '.join(losses.REGULARIZERS)})", 2)
-if reg != 'none' and isinstance(reg_loc, str) and reg_loc not in losses.LOCATIONS:
-    die(f"unknown reg_loc='{reg_loc}' (one of: {', '.join(losses.LOCATIONS)}, or a list of hidden-state indices)", 2)
-if grad_accum_reduction not in ('mean', 'sum'):
-    die(f"unknown grad_accum_reduction='{grad_accum_reduction}' (choose from: mean, sum)", 2)
-if reg_impl not in ('auto', 'reference', 'tiled'):
-    die(f"unknown reg_impl='{reg_impl}' (choose from: auto, reference, tiled)", 2)
-if parallel not in ('ddp', 'fsdp'):
-    die(f"unknown parallel='{parallel}' (choose from: ddp, fsdp)", 2)
+# constraints between keys (each key's own allowed values: the annotations above, checked by configure)
+if init_from == 'scratch' and arch == 'gpt' and n_embd % n_head:
+    die(f"n_embd={n_embd} must be a multiple of n_head={n_head} (arch='gpt' splits n_embd across the heads)", 2)
+if init_from == 'scratch' and arch == 'qwen3' and n_head % (n_kv_head or n_head):
+    die(f"n_head={n_head} must be a multiple of n_kv_head={n_kv_head} (each key/value head serves a group)", 2)
+if reg != 'none' and reg_impl == 'tiled':  # a fast path that no longer equals losses.py is refused before any write
+    try:
+        losses_tiled.choose_impl(reg, reg_impl, block_size, 'cpu', tau=reg_tau, clamp=reg_clamp)
+    except ValueError as e:
+        die(one_line(e), 2)
+try:  # an out_dir that cannot be one is found now, not after the data and the model are loaded
+    check_output(out_dir, 'out_dir', folder=True)
+except ValueError as e:
+    die(str(e), 2)
 try:
-    from measure import parse_measures  # noqa: E402
+    from condensation import parse_measures  # noqa: E402
     probe_measures = parse_measures(eval_measures)  # mean_cossim first, always
 except ValueError as e:
     die(f"eval_measures: {one_line(e)}", 2)
@@ -269,7 +290,9 @@ torch.manual_seed(seed + rank)  # dropout and noise differ per rank; the data do
 # run.json and every checkpoint record its real shape
 config.update(model_keys(model))
 if data_meta['vocab_size'] > model.config.vocab_size:
-    die(f"dataset vocabulary ({data_meta['vocab_size']}) is larger than the model's ({model.config.vocab_size})")
+    die(f"the dataset's token ids reach {data_meta['vocab_size'] - 1} (tokenizer '{data_meta['tokenizer']}', "
+        f"vocab_size {data_meta['vocab_size']} in its meta.json), beyond the model's vocabulary of "
+        f"{model.config.vocab_size} ids (0-{model.config.vocab_size - 1}): the model was not made for this tokenizer")
 if block_size > model.max_seq_len:
     die(f"block_size={block_size} is beyond the model's {model.max_seq_len} positions")
 num_hidden = len(model.blocks) + 1  # the embedding, then one hidden state per block
@@ -286,63 +309,21 @@ raw_model = model
 model = parallelize(raw_model, parallel, device, ptdtype, activation_checkpoint, compile)
 
 # ----------------------------------------------------------------------------- the baselines the paper compares with
-# NEFTune (Jain et al. 2023): uniform noise on the token embeddings, in training only. A forward hook keeps
-# model.py free of training concerns; for GPT-2 it acts before the position embedding is added, as the
-# official baseline (which passes noisy token embeddings as inputs_embeds).
+# (baselines.py) NEFTune's noise on the token embeddings, in training only (a forward hook)
 if noisy_embedding_alpha > 0:
-    def neftune_hook(module, inputs, output):
-        if not module.training:
-            return output
-        magnitude = noisy_embedding_alpha / math.sqrt(output.size(1) * output.size(2))  # alpha / sqrt(T*d)
-        return output + torch.empty_like(output).uniform_(-magnitude, magnitude)
-    raw_model.get_input_embeddings().register_forward_hook(neftune_hook)
-
-# Active forgetting (Chen et al. 2023): every K steps the token embedding is re-drawn and its optimizer state
-# cleared; in between it follows its own cyclic learning rate, so it has an optimizer group of its own.
+    add_neftune(raw_model, noisy_embedding_alpha)
+# active forgetting re-draws the token embedding every K steps, with its own lr: an optimizer group of its own
 embedding = raw_model.get_input_embeddings().weight
-
-
-def get_embedding_lr(it):
-    """The embedding's lr for the update that has taken `it` before it: one linear warmup + linear decay cycle every
-    K steps, a schedule over T = max_iters evaluated at the compressed index ((it + 1) * floor(T / K)) mod T, with
-    int(frac * T) warmup steps: the official script's ActiveForgettingLRScheduler, after fairseq's lr_step_update in
-    Chen et al. With K > T the index stays 0 and the embedding's lr is 0 throughout, as in the official code."""
-    e = ((it + 1) * (max_iters // active_forgetting_every)) % max_iters
-    warm = int(af_emb_warmup_frac * max_iters)
-    return af_emb_lr * (e / max(1, warm) if e < warm else max(0.0, (max_iters - e) / max(1, max_iters - warm)))
-
-
-def forget_embedding(at_step):
-    """Re-draw the token embedding N(0, 0.02) (the head tied to it goes with it) and clear its Adam state.
-    Every rank draws the same tensor from a generator seeded by (seed, step): no broadcast needed. The official
-    re-implementation also zeroes the pad row, which for GPT-2 is end-of-text; our packed data has no padding,
-    so every row is re-drawn."""
-    g = torch.Generator(device='cpu').manual_seed(seed * 1_000_003 + at_step)
-    copy_full_(embedding, torch.randn(embedding.shape, generator=g) * 0.02)  # under FSDP, each keeps its shard
-    state = optimizer.state.get(embedding, {})
-    for key in ('exp_avg', 'exp_avg_sq', 'max_exp_avg_sq'):
-        if key in state:
-            state[key].zero_()
-    if 'step' in state:
-        state['step'].zero_()  # bias correction restarts, as the embedding is new
-
-
-# Knowledge distillation (Figure 5's baseline): a frozen teacher's logits, KL in train_loss below.
+# knowledge distillation (Figure 5's baseline): a frozen teacher's logits, KL in train_loss below
 teacher_model = None
 if teacher:
     try:
-        ours = teacher.endswith('.pt') or os.path.isfile(os.path.join(teacher, 'ckpt.pt'))  # a train.py run
-        teacher_model, teacher_ckpt = (load_checkpoint(teacher, trust_checkpoint=trust_checkpoint) if ours
-                                       else (from_pretrained(teacher), None))
+        teacher_model, teacher_ckpt = load_teacher(teacher, trust_checkpoint)
     except (FileNotFoundError, ValueError) as e:
         die(f"teacher: {e}")
-    # KL over the vocabulary needs the same token ids: same size, and the same tokenizer when we know it
-    if teacher_model.config.vocab_size != model.config.vocab_size:
-        die(f"teacher vocabulary ({teacher_model.config.vocab_size}) differs from the student's "
-            f"({model.config.vocab_size}): distillation needs the same tokenizer")
-    teacher_tokenizer = teacher_ckpt.get('data_meta', {}).get('tokenizer') if teacher_ckpt else None
-    if teacher_ckpt is not None and teacher_tokenizer != data_meta['tokenizer']:
-        die(f"teacher tokenizer '{teacher_tokenizer}' differs from the data's '{data_meta['tokenizer']}'")
+    problem = teacher_mismatch(teacher_model, teacher_ckpt, raw_model.config.vocab_size, data_meta['tokenizer'])
+    if problem:
+        die(problem)
     teacher_model.to(device).eval().requires_grad_(False)
 
 # ----------------------------------------------------------------------------- optimizer and schedule
@@ -379,6 +360,12 @@ def get_lr(it):
 
 # the regularizer's tiles are fused by torch.compile where that pays (CUDA) and the model is compiled too
 fuse_reg = compile and device_type == 'cuda'
+# the definition (losses.py) or its fast path (losses_tiled.py): 'auto' takes the fast path where it pays, by the
+# tokens per sequence the loss sees, and only if it still equals the definition (checked here, a few ms)
+reg_impl_run, reg_impl_note = ('reference', None) if reg == 'none' else losses_tiled.choose_impl(
+    reg, reg_impl, min(block_size, reg_max_tokens or block_size), device_type, tau=reg_tau, clamp=reg_clamp)
+if reg_impl_note and master:
+    print(reg_impl_note)
 
 
 def train_loss(x, y, micro_id):
@@ -391,8 +378,9 @@ def train_loss(x, y, micro_id):
     total, reg_value, kd_value = ce, None, None
     if reg != 'none':
         gen = torch.Generator(device=x.device).manual_seed(seed * 1_000_003 + micro_id)
-        reg_value = losses.hidden_reg_loss(out[2], reg, loc=reg_layers, max_tokens=reg_max_tokens, generator=gen,
-                                           impl=reg_impl, fuse=fuse_reg, tau=reg_tau, clamp=reg_clamp)
+        reg_value = losses_tiled.hidden_reg_loss(out[2], reg, loc=reg_layers, max_tokens=reg_max_tokens,
+                                                 generator=gen, impl=reg_impl_run, fuse=fuse_reg, tau=reg_tau,
+                                                 clamp=reg_clamp)
         total = total + reg_coeff * reg_value
     if teacher_model is not None:
         with torch.no_grad(), autocast:
@@ -407,7 +395,7 @@ def evaluate():
     """Val loss and the live condensation probe (per-layer mean cosine, measure.py's definition, and the other
     measures of eval_measures, per window as measure.py) on fixed val windows, split across processes and summed.
     -> (val loss, mean cosine per hidden state, {measure: value per hidden state} for the others)."""
-    from measure import geometry, mean_cossim
+    from condensation import geometry, mean_cossim
     model.eval()
     extra = probe_measures[1:]
     # loss, windows, cos per layer, then each other measure per layer
@@ -432,17 +420,79 @@ def evaluate():
         {m: means[(i + 1) * num_hidden:(i + 2) * num_hidden] for i, m in enumerate(extra)}
 
 
-def stop_if_diverged(value=None):
-    """The one NaN/inf check, where the loop syncs anyway: the train loss (all-reduced) at log time, the val loss
-    at eval time, the weights before each save (each process checks what it holds, and they agree). Every rank
-    stops; no bad save."""
-    if value is None:
-        finite = torch.tensor(int(all(torch.isfinite(local(p)).all() for p in raw_model.parameters())), device=device)
-        if distributed:
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-    if not (math.isfinite(value) if value is not None else finite.item()):
-        die(f"{'loss' if value is not None else 'weights'} non-finite at step {step}; stopping without saving "
-            f"(the last good checkpoint stays in {out_dir})")
+# ----------------------------------------------------------------------------- logging
+stop_signal = []
+for sig in (signal.SIGTERM, signal.SIGINT):  # clusters preempt with SIGTERM: save, then leave
+    signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
+hours_before = (resume_ckpt.get('compute') or {}).get('hours', 0.0) if resume_ckpt is not None else 0.0
+if wandb_log and not wandb_run_id and resume_ckpt is not None:  # continue the wandb run of the checkpoint
+    wandb_run_id = config['wandb_run_id'] = resume_ckpt['config'].get('wandb_run_id') or ''
+    resume_changes.pop('wandb_run_id', None)
+del resume_ckpt
+wandb = None
+if master:
+    run_versions = versions(world_size, device_name)
+    print(f"versions: {json.dumps(run_versions)}")
+    print(f"model: {raw_model.arch}, {raw_model.num_params() / 1e6:.2f}M parameters | reg={reg} on hidden states "
+          f"{reg_layers} | start at step {step}")
+    if wandb_log:  # before run.json, which records the id
+        import wandb
+        # the id goes into the config before anything is saved: every checkpoint of the run names its wandb run
+        wandb_run_id = config['wandb_run_id'] = wandb_run_id or wandb.util.generate_id()
+        wandb.init(project=wandb_project, name=wandb_run_name or None, id=wandb_run_id, resume='allow', config=config)
+    resumed = {'resumed_from_step': step, 'resumed_with_changes': resume_changes} if init_from == 'resume' else {}
+    if resume_changes:
+        print("resumed with changes to the checkpoint's config: "
+              + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in resume_changes.items()))
+    write_run_json(out_dir, config, resumed, run_versions, data_meta, raw_model)
+    # on resume, the records a crashed run logged past its last checkpoint go: each step is logged once
+    metrics_file = open_metrics(out_dir, resume_step=step if init_from == 'resume' else None)
+
+
+def log(record, line):
+    if master:
+        try:
+            metrics_file.write(json.dumps(record) + '\n')
+            metrics_file.flush()
+        except OSError as e:  # a full disk: stop with the last checkpoint intact, rather than train unrecorded
+            die(f"could not write {metrics_file.name} at step {record['step']}: {one_line(e)}")
+        if wandb is not None:
+            wandb.log(record, step=record['step'])
+        print(line, flush=True)
+
+
+def draw_training():
+    """training.png: the losses, lr, grad norm and the per-layer probe over steps, redrawn from metrics.jsonl at
+    every eval (figures.plot_training; `python figures.py <out_dir>` draws it too). A figure that cannot be drawn
+    is a note, never the end of a run."""
+    from figures import plot_training, read_metrics
+    try:
+        plot_training(read_metrics(metrics_file.name), os.path.join(out_dir, 'training.png'),
+                      title=os.path.basename(os.path.normpath(out_dir)))
+    except Exception as e:  # noqa: BLE001 (matplotlib missing or failing, a full disk: training goes on)
+        print(f"note: training.png not drawn: {one_line(e)}")
+
+
+# ----------------------------------------------------------------------------- divergence checks, training time, saves
+t_start, step_start, lm_eval_seconds = time.time(), step, 0.0  # the training clock (lm_eval_now takes lm-eval out)
+
+
+def stop_if_loss_diverged(value):
+    """A non-finite loss stops the run, checked where the loop syncs anyway: the train loss (all-reduced) at log
+    time, the val loss at eval time, so every rank sees the same value and stops; nothing is saved."""
+    if not math.isfinite(value):
+        die(f"loss non-finite at step {step}; stopping without saving (the last good checkpoint stays in {out_dir})")
+
+
+def stop_if_weights_diverged():
+    """Non-finite weights stop the run before a save, so no bad checkpoint is written: each process checks what it
+    holds (its shards under FSDP), and they agree on the minimum, so every rank stops."""
+    finite = torch.tensor(int(all(torch.isfinite(local(p)).all() for p in raw_model.parameters())), device=device)
+    if distributed:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    if not finite.item():
+        die(f"weights non-finite at step {step}; stopping without saving (the last good checkpoint stays in "
+            f"{out_dir})")
 
 
 def compute_record():
@@ -481,7 +531,7 @@ def save(name, full_weights=False):
     ckpt_sharded/ instead (each process writes its shards), and full_weights=True writes `name` with the full
     weights only, gathered on the master (the snapshots, and ckpt.pt at the end of the run). Returns the training
     time it recorded (eval.json carries the final checkpoint's)."""
-    stop_if_diverged()
+    stop_if_weights_diverged()
     path = os.path.join(out_dir, SHARDED if fsdp and not full_weights else name)
     compute = compute_record()
     try:
@@ -498,78 +548,18 @@ def save(name, full_weights=False):
     return compute
 
 
-# ----------------------------------------------------------------------------- logging
-stop_signal = []
-for sig in (signal.SIGTERM, signal.SIGINT):  # clusters preempt with SIGTERM: save, then leave
-    signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-hours_before = (resume_ckpt.get('compute') or {}).get('hours', 0.0) if resume_ckpt is not None else 0.0
-if wandb_log and not wandb_run_id and resume_ckpt is not None:  # continue the wandb run of the checkpoint
-    wandb_run_id = config['wandb_run_id'] = resume_ckpt['config'].get('wandb_run_id') or ''
-    resume_changes.pop('wandb_run_id', None)
-del resume_ckpt
-wandb = None
-if master:
-    git = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
-    versions = {'python': sys.version.split()[0], 'torch': torch.__version__, 'numpy': np.__version__,
-                'cuda': torch.version.cuda, 'git': git, 'world_size': world_size,
-                'device': device_name}
-    print(f"versions: {json.dumps(versions)}")
-    print(f"model: {raw_model.arch}, {raw_model.num_params() / 1e6:.2f}M parameters | reg={reg} on hidden states "
-          f"{reg_layers} | start at step {step}")
-    if wandb_log:  # before run.json, which records the id
-        import wandb
-        # the id goes into the config before anything is saved: every checkpoint of the run names its wandb run
-        wandb_run_id = config['wandb_run_id'] = wandb_run_id or wandb.util.generate_id()
-        wandb.init(project=wandb_project, name=wandb_run_name or None, id=wandb_run_id, resume='allow', config=config)
-    resumed = {'resumed_from_step': step, 'resumed_with_changes': resume_changes} if init_from == 'resume' else {}
-    if resume_changes:
-        print("resumed with changes to the checkpoint's config: "
-              + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in resume_changes.items()))
-    atomic_write(os.path.join(out_dir, 'run.json'), json.dumps({
-        'config': config, **resumed, 'versions': versions, 'data_meta': data_meta,
-        'model': {'arch': raw_model.arch, 'model_args': dict(vars(raw_model.config)),
-                  'num_params': raw_model.num_params()}}, indent=2))
-    # on resume, the records a crashed run logged past its last checkpoint go: each step is logged once
-    metrics_file = open_metrics(out_dir, resume_step=step if init_from == 'resume' else None)
-
-
-def log(record, line):
-    if master:
-        try:
-            metrics_file.write(json.dumps(record) + '\n')
-            metrics_file.flush()
-        except OSError as e:  # a full disk: stop with the last checkpoint intact, rather than train unrecorded
-            die(f"could not write {metrics_file.name} at step {record['step']}: {one_line(e)}")
-        if wandb is not None:
-            wandb.log(record, step=record['step'])
-        print(line, flush=True)
-
-
-def draw_training():
-    """training.png: the losses, lr, grad norm and the per-layer probe over steps, redrawn from metrics.jsonl at
-    every eval (figures.plot_training; `python figures.py <out_dir>` draws it too). A figure that cannot be drawn
-    is a note, never the end of a run."""
-    from figures import plot_training, read_metrics
-    try:
-        plot_training(read_metrics(metrics_file.name), os.path.join(out_dir, 'training.png'),
-                      title=os.path.basename(os.path.normpath(out_dir)))
-    except Exception as e:  # noqa: BLE001 (matplotlib missing or failing, a full disk: training goes on)
-        print(f"note: training.png not drawn: {one_line(e)}")
-
-
 # ----------------------------------------------------------------------------- training loop
 model.train()
-t_start, step_start, lm_eval_seconds = time.time(), step, 0.0
 final_compute = None  # the training time the last ckpt.pt records
 if eval_tasks and lm_eval_at_start and step == 0 and master:  # the starting model: Table 2's base row, per seed
     log_lm_eval(lm_eval_now()[1])
 if snapshot_interval > 0 and step == 0:  # the starting model too (the official runs keep it): Figure 7's first column
     save('ckpt_000000.pt', full_weights=True)
-t_last, last_train_loss = t_start, float('nan')
+t_last, step_last, last_train_loss = t_start, step, float('nan')  # as of the last log line
 while step < max_iters:
     lr = get_lr(step)
-    emb_lr = get_embedding_lr(step) if active_forgetting_every > 0 else None
+    emb_lr = embedding_lr(step, max_iters, active_forgetting_every, af_emb_lr, af_emb_warmup_frac) \
+        if active_forgetting_every > 0 else None
     for group in optimizer.param_groups:
         group['lr'] = emb_lr if group.get('own_group') else lr
     sums = torch.zeros(3, device=device)  # ce, reg, kd summed over this process's micro-steps
@@ -597,15 +587,16 @@ while step < max_iters:
     optimizer.zero_grad(set_to_none=True)
     step += 1
     if active_forgetting_every > 0 and step % active_forgetting_every == 0 and step < max_iters:
-        forget_embedding(step)
+        forget_embedding(embedding, optimizer, seed, step)
 
     if step % log_interval == 0 or step == max_iters:
         if distributed:
             dist.all_reduce(sums)
         ce_mean, reg_mean, kd_mean = (sums / gradient_accumulation_steps).tolist()
-        stop_if_diverged(ce_mean + reg_mean + kd_mean)
+        stop_if_loss_diverged(ce_mean + reg_mean + kd_mean)
         now = time.time()
-        dt, t_last, last_train_loss = (now - t_last) / min(log_interval, step - step_start), now, ce_mean
+        steps = step - step_last  # since the last log line: fewer than log_interval at the end, or after a resume
+        dt, t_last, step_last, last_train_loss = (now - t_last) / steps, now, step, ce_mean
         # MFU of the model's own FLOPs, once past the first step (which includes compilation); None on CPU
         mfu = raw_model.estimate_mfu(tokens_per_step / dt / world_size, block_size, device_name)
         mfu = mfu if step - step_start > 1 else None
@@ -613,7 +604,7 @@ while step < max_iters:
         record = {'step': step, 'train_loss': ce_mean, 'reg_loss': reg_mean if reg != 'none' else None,
                   'kd_loss': kd_mean if teacher else None, 'lr': lr, 'emb_lr': emb_lr,
                   'grad_norm': local(grad_norm).item() if grad_clip > 0 else None,  # before clipping
-                  'ms_per_step': dt * 1e3, 'tokens_per_s': tokens_per_step / dt, 'mfu': mfu,
+                  'steps': steps, 'ms_per_step': dt * 1e3, 'tokens_per_s': tokens_per_step / dt, 'mfu': mfu,
                   'mem_gb': torch.cuda.max_memory_allocated(device) / 1e9 if device_type == 'cuda' else None}
         line = f"step {step}/{max_iters} | loss {ce_mean:.4f}"
         line += f" | {reg} {reg_mean:.4f}" if reg != 'none' else ''
@@ -624,7 +615,7 @@ while step < max_iters:
 
     if step % eval_interval == 0 or step == max_iters:
         val_loss, cos, probe = evaluate()
-        stop_if_diverged(val_loss)
+        stop_if_loss_diverged(val_loss)
         log({'step': step, 'val_loss': val_loss, 'mean_cossim': cos, **probe},
             f"eval step {step} | val {val_loss:.4f} | mean cos by layer " + " ".join(f"{c:.2f}" for c in cos))
         final_compute = save('ckpt.pt')  # the last one is the run's: eval.json carries the same training time
@@ -653,13 +644,17 @@ if fsdp:  # and ckpt.pt with the full weights, for measure.py, eval.py, sample.p
     raw_model = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'), device=device)[0] if master else None
 if master:
     # the paper's condensation measurement on val windows: condensation.json and the heatmap (measure.py)
-    from measure import measure_run, token_windows, write_outputs
+    from condensation import measure_run
+    from measure import token_windows, write_outputs
     raw_model.eval()
     windows, starts = token_windows(load_tokens(data_dir, 'val'), condensation_samples, block_size, seed)
     result = measure_run(raw_model.hidden_states, windows, starts, batch_size, device, step=step, seed=seed,
                          name=os.path.basename(os.path.normpath(out_dir)), source=out_dir,
                          windows=f"dataset:{dataset}", dtype='float32', measures=probe_measures)
-    write_outputs([result], out_dir)
+    try:  # a folder gone or a full disk at the end: the numbers are kept elsewhere, and said where
+        write_outputs([result], out_dir, rescue=True)
+    except OSError as e:
+        die(str(e))
     rho = result['spearman']  # None when every layer's mean is the same
     print(f"done: {step} steps, final train loss {last_train_loss:.4f} | mean cos by hidden state "
           f"{' '.join(f'{c:.2f}' for c in result['mean_cossim'])} | spearman {'n/a' if rho is None else f'{rho:.3f}'}"
@@ -671,10 +666,13 @@ if master:
         log_lm_eval(final)
         history = [{'step': r['step'], 'results': r['lm_eval']} for r in read_metrics(metrics_file.name)
                    if isinstance(r.get('lm_eval'), dict)]  # every evaluation of the run, resumes included
-        atomic_write(os.path.join(out_dir, 'eval.json'), to_json({'seed': seed, 'config': config,
-                                                                   'compute': final_compute or compute_record(),
-                                                                   **results,
-                                                                   'history': history}))
+        try:  # lm-eval's results are kept elsewhere if eval.json cannot be written, and the message says where
+            atomic_write(os.path.join(out_dir, 'eval.json'), to_json({'seed': seed, 'config': config,
+                                                                       'compute': final_compute or compute_record(),
+                                                                       **results,
+                                                                       'history': history}), rescue=True)
+        except OSError as e:
+            die(str(e))
         print(f"lm-eval results in {out_dir}/eval.json ({len(history)} evaluation(s) in its history)")
     metrics_file.close()
     if wandb is not None:

@@ -154,3 +154,76 @@ def test_a_key_only_a_file_reads_is_not_checked_but_one_it_assigns_is(tmp_path):
     with pytest.raises(SystemExit) as e:
         configure(dict(GIVEN_DEFAULTS), argv=[str(tmp_path / "bad.py")])
     assert e.value.code == 2
+
+
+def refusal(ns, argv, capsys):
+    """configure() expecting a refused value: exit 2 -> its one stderr line."""
+    with pytest.raises(SystemExit) as e:
+        configure(ns, argv=argv)
+    assert e.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    return lines[0]
+
+
+def test_range_bounds_included_and_excluded_and_each_number_of_a_list(capsys):
+    from configurator import Annotated, Range
+    ns = {"__annotations__": {"n": Range(min=1), "p": Range(min=0, below=1), "tau": Range(above=0),
+                              "cap": Annotated[int | None, Range(min=1, max=8)], "seeds": Annotated[int | list,
+                                                                                                   Range(min=0)]},
+          "n": 8, "p": 0.0, "tau": 1.0, "cap": None, "seeds": [1, 2]}
+    config = configure(ns, argv=["--n=1", "--p=0", "--tau=1e-9", "--cap=8", "--seeds=0,5"])
+    assert config == {"n": 1, "p": 0.0, "tau": 1e-9, "cap": 8, "seeds": [0, 5]}
+    assert refusal(ns, ["--n=0"], capsys) == "error: --n=0: must be >= 1"
+    assert refusal(ns, ["--p=1"], capsys) == "error: --p=1.0: must be >= 0 and < 1"
+    assert refusal(ns, ["--tau=0"], capsys) == "error: --tau=0.0: must be > 0"
+    assert refusal(ns, ["--tau=nan"], capsys) == "error: --tau expects float, got 'nan' (str)"  # a word: its type
+    assert refusal(ns, ["--cap=9"], capsys) == "error: --cap=9: must be >= 1 and <= 8 (or None)"
+    assert refusal(ns, ["--seeds=1,-2"], capsys) == "error: --seeds=[1, -2]: -2 must be >= 0"
+    assert refusal(ns, ["--seeds=-3"], capsys) == "error: --seeds=-3: must be >= 0 (or a list)"
+
+
+def test_choice_literal_from_a_module_from_a_global_and_comma_lists(capsys):
+    from configurator import Annotated, Choice
+    ns = {"__annotations__": {"dtype": Choice("float32", "bfloat16"),
+                              "reg": Choice("none", names_in="losses.REGULARIZERS"),
+                              "loc": Annotated[str | list, Choice(names_in="LOCS")],
+                              "regs": Annotated[str | list, Choice(names_in="losses.REGULARIZERS", many=True)],
+                              "batch": Annotated[int | str, Choice("auto")]},
+          "LOCS": ("all", "last"), "dtype": "float32", "reg": "none", "loc": "all", "regs": "dispersion",
+          "batch": "auto"}
+    config = configure(ns, argv=["--dtype=bfloat16", "--reg=dispersion", "--loc=[0, 3]", "--regs=dispersion,l2_repel",
+                                 "--batch=4"])
+    assert (config["reg"], config["loc"], config["regs"], config["batch"]) == ("dispersion", [0, 3],
+                                                                               "dispersion,l2_repel", 4)
+    assert refusal(ns, ["--dtype=float8"], capsys) == \
+        "error: --dtype='float8': must be one of 'float32', 'bfloat16' (did you mean 'float32'?)"
+    assert refusal(ns, ["--reg=dispersoin"], capsys).startswith(
+        "error: --reg='dispersoin': must be one of 'none', 'dispersion', ")
+    assert refusal(ns, ["--loc=middle"], capsys) == "error: --loc='middle': must be one of 'all', 'last' (or a list)"
+    assert refusal(ns, ["--regs=dispersion,nope"], capsys).startswith(
+        "error: --regs='dispersion,nope': 'nope' must be one of 'dispersion', ")
+    assert refusal(ns, ["--regs=['nope']"], capsys).startswith("error: --regs=['nope']: 'nope' must be one of ")
+    assert refusal(ns, ["--batch=big"], capsys) == "error: --batch='big': must be 'auto' (or int)"
+
+
+def test_a_bad_default_is_refused_too_and_types_still_come_first(capsys):
+    from configurator import Range
+    assert refusal({"__annotations__": {"n": Range(min=1)}, "n": 0}, [], capsys) == "error: --n=0: must be >= 1"
+    ns = {"__annotations__": {"n": Range(min=1)}, "n": 4}
+    assert refusal(ns, ["--n=1.5"], capsys) == "error: --n expects int, got 1.5 (float)"
+
+
+def test_help_shows_default_type_and_allowed_values(capsys):
+    from configurator import Annotated, Choice, Device, Range
+    ns = {"__annotations__": {"n": Range(min=1), "limit": Annotated[int | float | None, Range(min=0)],
+                              "dtype": Choice("auto", "float32"), "device": Device()},
+          "n": 8, "limit": None, "dtype": "auto", "device": "auto", "name": "x"}
+    with pytest.raises(SystemExit) as e:
+        configure(ns, argv=["--help"])
+    assert e.value.code == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[0] for line in lines] == ["--n=8", "--limit=None", "--dtype='auto'", "--device='auto'",
+                                                   "--name='x'"]
+    assert lines[0].endswith("int, >= 1") and lines[1].endswith("int or float or None, >= 0")
+    assert lines[2].endswith("str, one of 'auto', 'float32'") and "'cuda:N'" in lines[3] and lines[4].endswith("str")

@@ -549,13 +549,14 @@ def tiny_checkpoint(path, block_size=32):
 
 def test_sample_greedy_matches_hf_generate(tmp_path):
     torch = pytest.importorskip("torch")
+    from hf_io import to_hf
     gpt = tiny_checkpoint(tmp_path / "ckpt.pt")
     prompt = "Héllo "
     r = subprocess.run([sys.executable, "sample.py", f"--ckpt={tmp_path}", f"--start={prompt}", "--num_samples=2",
                         "--max_new_tokens=20", "--temperature=0", "--device=cpu"], cwd=ROOT, capture_output=True,
                        env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr.decode()
-    hf = gpt.to_hf()
+    hf = to_hf(gpt)
     x = torch.tensor([list(prompt.encode())])
     ids = hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=20, do_sample=False, pad_token_id=0)
     expected = data.get_tokenizer("byte").decode(ids[0].tolist())

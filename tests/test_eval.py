@@ -32,6 +32,7 @@ from lm_eval.tasks import TaskManager
 import data
 import eval as eval_script
 import tables
+from hf_io import to_hf
 from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,7 +169,7 @@ def byte_run(out_dir, ref_dir, weights_seed=1, seed=3, reg="dispersion", compute
             "rng": None, "data_position": 0, "compute": compute}
     os.makedirs(out_dir)
     torch.save(ckpt, os.path.join(out_dir, "ckpt.pt"))
-    model.to_hf().save_pretrained(ref_dir)
+    to_hf(model).save_pretrained(ref_dir)
     data.hf_tokenizer("byte").save_pretrained(ref_dir)
     return model
 
@@ -660,7 +661,8 @@ def test_table_errors(tmp_path):
     assert_one_line_error(run_tables(), "no run json files", code=2)
     assert_one_line_error(run_tables("--COLUMNS={}", str(good)), "unknown config key 'COLUMNS'", code=2)
     assert_one_line_error(run_cli("--table"), "--table needs run json files", code=2)
-    assert_one_line_error(run_tables(str(good), "--ttest=paired"), "--ttest expects student or welch", code=2)
+    assert_one_line_error(run_tables(str(good), "--ttest=paired"),
+                          "--ttest='paired': must be one of 'student', 'welch'", code=2)
     timed = tmp_path / "timed.json"
     timed.write_text(json.dumps({"label": "L_train", "seed": 1, "compute": {"hours": "1:07"},
                                  "results": {"piqa": {"acc,none": 0.6}}}))
@@ -686,7 +688,7 @@ def test_sweep_dry_run_commands():
     assert p.stdout.splitlines()[:2] == [
         f"torchrun --standalone --nproc_per_node=8 train.py config/{c}.py --seed=7 --out_dir=out/{c}_s7"
         for c in ("pretrain_qwen3_0_6b", "pretrain_qwen3_0_6b_disp")]
-    for bad, needle in (("--seeds=1.5,2", "--seeds expects integers"), ("--table=7", "unknown table '7'"),
-                        ("--family=gpt3", "no config file for midtrain_gpt3")):
+    for bad, needle in (("--seeds=1.5,2", "--seeds expects integers"), ("--table=7", "--table=7: must be one of 2, 3"),
+                        ("--family=gpt3", "--family='gpt3': must be one of 'gpt2', 'gpt2m'")):
         p = run_sweep(bad, "--dry_run=True")
         assert_one_line_error(p, needle, code=2)

@@ -206,7 +206,8 @@ def test_refusals(gpt_run, tmp_path, capsys):
                          ((f"--ckpt={tmp_path / 'empty_run'}",), "no checkpoint at"),
                          ((f"--ckpt={foreign}",), "not a train.py checkpoint"),
                          ((f"--ckpt={truncated}",), "damaged or not a torch file"),
-                         ((f"--ckpt={run}", "--dtype=fp8"), "--dtype expects float32, bfloat16, float16"),
+                         ((f"--ckpt={run}", "--dtype=fp8"),
+                          "--dtype='fp8': must be one of 'float32', 'bfloat16', 'float16'"),
                          ((f"--ckpt={run}", "--push_to_hub=not a/repo/id"), "is not a hub repo id")]:
         assert needle in refused(capsys, *args, f"--out_dir={out}")
         assert not out.exists() and not leftovers(str(tmp_path))

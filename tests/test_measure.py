@@ -20,9 +20,10 @@ import pytest
 import scipy.stats
 import torch
 
+import condensation
 import figures
 import measure
-from measure import mean_cossim, measure_run, normalize
+from condensation import mean_cossim, measure_run, normalize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = 97
@@ -170,7 +171,7 @@ def test_identical_tokens_give_one_at_every_layer():
     for h in out['histograms']:  # all 100 entries in the last bin [1 - 1/64, 1]: density 1 / (2/128) = 64
         assert h[-1] == pytest.approx(64.0) and sum(h[:-1]) == 0
     # exactly constant means have no rank correlation (here they differ by float rounding, so ranks are noise)
-    assert measure.rank_correlations([0.5] * 4) == (None, None)
+    assert condensation.rank_correlations([0.5] * 4) == (None, None)
 
 
 def test_orthogonal_embeddings_give_one_over_T():
@@ -217,9 +218,9 @@ def test_rank_correlations_match_scipy_defaults_with_ties():
         for y in (rng.normal(size=n), rng.integers(0, 3, size=n).astype(float), np.round(rng.normal(size=n), 1)):
             if np.all(y == y[0]):
                 continue
-            rho, tau = measure.rank_correlations(y.tolist())
+            rho, tau = condensation.rank_correlations(y.tolist())
             assert rho == pytest.approx(ref_spearman(y), abs=1e-12) and tau == pytest.approx(ref_kendall(y), abs=1e-12)
-    assert measure.rank_correlations([0.3]) == (None, None)
+    assert condensation.rank_correlations([0.3]) == (None, None)
 
 
 # -----------------------------------------------------------------------------
@@ -493,8 +494,8 @@ def test_family_trend_and_last_n_are_drawn_against_model_size(tmp_path):
     means = [[0.1, 0.5, 0.9], [0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.6, 0.8], [0.2, 0.3, 0.2, 0.3, 0.25, 0.3, 0.2]]
     runs = []
     for i, (m, size) in enumerate(zip(means, (124_000_000, 355_000_000, 1_500_000_000))):
-        run = dict(fake_run(f'model{i}', None, m, *measure.rank_correlations(m), i), n_params=size)
-        runs.append(dict(run, mean_last_n=measure.layer_trend(m)['mean_last_n']))
+        run = dict(fake_run(f'model{i}', None, m, *condensation.rank_correlations(m), i), n_params=size)
+        runs.append(dict(run, mean_last_n=condensation.layer_trend(m)['mean_last_n']))
     trend = figures.plot_trend(runs, str(tmp_path / 't.png')).axes[1]
     rho, tau = trend.get_lines()[:2]
     assert list(rho.get_xdata()) == [124_000_000, 355_000_000, 1_500_000_000] and trend.get_xscale() == 'log'
@@ -565,7 +566,8 @@ def test_snapshot_series_one_row_per_step(token_dataset, tmp_path):
         assert run['spearman'] == pytest.approx(rho, abs=1e-9) and run['kendall'] == pytest.approx(tau, abs=1e-9)
         assert run['windows'] == f'dataset:{token_dataset}'
     assert runs[0]['mean_cossim'] != runs[1]['mean_cossim']
-    assert sorted(p.name for p in out.glob('heatmap_*.png')) == ['heatmap_run_step_10.png', 'heatmap_run_step_20.png']
+    assert sorted(p.name for p in out.glob('heatmap_*.png')) == ['heatmap_grid.png',  # Figure 7's layout: a column per step
+                                                                 'heatmap_run_step_10.png', 'heatmap_run_step_20.png']
 
 
 def reference_means(model, token_dataset, n, T):
@@ -725,7 +727,7 @@ def test_bad_inputs_in_process(hf_dirs, token_dataset, tmp_path, capsys):
     code, msg = cli_error([f'--init_from={weird}', f'--dataset={token_dataset}'] + common, capsys)
     assert code == 1 and msg.startswith(f"error: cannot load model '{weird}'")
     code, msg = cli_error([f"--init_from={hf_dirs['gpt2']}", '--hf_dataset=nope'] + common, capsys)
-    assert code == 1 and "unknown hf_dataset 'nope'" in msg
+    assert code == 2 and "--hf_dataset='nope': must be one of '', 'wikitext'" in msg
     code, msg = cli_error([f"--init_from={hf_dirs['gpt2']}", f'--dataset={token_dataset}', '--text_file=x'] + common,
                           capsys)
     assert code == 1 and 'at most one of' in msg
@@ -739,7 +741,7 @@ def test_bad_inputs_in_process(hf_dirs, token_dataset, tmp_path, capsys):
     code, msg = cli_error(model + ['--device_map=auto', '--max_memory=cpu:lots'] + common, capsys)  # accelerate's
     assert code == 1 and msg.startswith(f"error: cannot load model '{hf_dirs['qwen2']}'") and 'lots' in msg
     code, msg = cli_error(model + ['--device_map=everywhere'] + common, capsys)
-    assert code == 1 and "device_map must be '' or auto" in msg
+    assert code == 2 and "--device_map='everywhere': must be one of '', 'auto'" in msg
     assert not out.exists()
 
 
@@ -820,7 +822,7 @@ def test_measurement_runs_in_exact_float32_even_where_tf32_is_on():
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
         windows = np.arange(40, dtype=np.int64).reshape(5, 8)
-        measure.measure_run(hidden_fn, windows, list(range(5)), 2, 'cpu')
+        measure_run(hidden_fn, windows, list(range(5)), 2, 'cpu')
         assert seen == [(False, False)] * 3
         assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)
     finally:

@@ -6,7 +6,7 @@ OMP_NUM_THREADS=1 python -m pytest -q tests/test_resume_configs.py
 
 train.py runs in this process (runpy, as tests/test_configs.py does): a subprocess costs seconds of imports per
 run, and there are two runs per config. What a run leaves in the process is undone after it: the out_dir lock
-(checkpoint.claim_out_dir's flock, which the process would keep) is closed, and the signal handlers restored.
+(run_dir.claim_out_dir's flock, which the process would keep) is closed, and the signal handlers restored.
 The figures a run draws are made but not rendered to PNG (rendering is four fifths of a tiny run's time, and
 tests/test_measure.py covers them), so that the whole loop takes about a minute on 2 cores.
 """
@@ -20,7 +20,7 @@ import sys
 import pytest
 import torch
 
-import checkpoint
+import run_dir
 from test_train import data_dir, metrics  # noqa: F401 (data_dir: a fixture, ~150 KB of byte tokens)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,21 +39,21 @@ SCRATCH_SIZE = {'gpt': ['--n_layer=2', '--n_head=2', '--n_embd=32'],
 
 def run_train(*argv):
     """train.py's command line in this process -> its exit code (0 when it ends by itself)."""
-    locks, claim = [], checkpoint.claim_out_dir
+    locks, claim = [], run_dir.claim_out_dir
 
     def claim_and_keep(*args, **kwargs):
         locks.append(claim(*args, **kwargs))
         return locks[-1]
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     saved_argv, sys.argv = sys.argv, ['train.py', *map(str, argv)]
-    checkpoint.claim_out_dir = claim_and_keep  # train.py imports it from the module when it runs
+    run_dir.claim_out_dir = claim_and_keep  # train.py imports it from the module when it runs
     try:
         runpy.run_path(os.path.join(ROOT, 'train.py'), run_name='__main__')
         return 0
     except SystemExit as e:
         return e.code or 0
     finally:
-        checkpoint.claim_out_dir = claim
+        run_dir.claim_out_dir = claim
         sys.argv = saved_argv
         for s, h in handlers.items():
             signal.signal(s, h)

@@ -305,7 +305,8 @@ def test_select_errors(tmp_path, capsys):
     out = tmp_path / "t.md"
     p = run_tables(*new, *old, "--select=best", f"--table_out={out}")
     assert_one_line_error(p, old[0], "no evaluation history", "--select=final", code=2)
-    assert_one_line_error(run_tables(*new, "--select=last"), "--select expects best or final", code=2)
+    assert_one_line_error(run_tables(*new, "--select=last"), "--select='last': must be one of '', 'best', 'final'",
+                          code=2)
     bad = tmp_path / "bad.json"
     for history in ([], {"0": {}}, [{"step": "0", "results": {"piqa": {"acc,none": 0.5}}}], [{"step": 0}]):
         bad.write_text(json.dumps({"label": "L_train", "seed": 9, "history": history,

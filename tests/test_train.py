@@ -221,8 +221,9 @@ def test_midtrain_from_hf_directory_and_export(tmp_path, data_dir):
     out = tmp_path / "mid"
     train(out, data_dir, f"--init_from={hf_dir}", "--max_iters=4", "--eval_interval=4", "--reg=dispersion")
     from checkpoint import load_checkpoint
+    from hf_io import to_hf
     model, ckpt = load_checkpoint(str(out))
-    hf = model.to_hf()
+    hf = to_hf(model)
     x = torch.randint(0, 257, (2, 16))
     with torch.no_grad():
         torch.testing.assert_close(hf(x).logits, model(x)[0], rtol=1e-5, atol=1e-5)
@@ -240,10 +241,10 @@ def test_dry_run_touches_nothing(tmp_path, data_dir):
 
 @pytest.mark.parametrize("args, code, needle", [
     (["--dataset=/nonexistent/data"], 1, "/nonexistent/data"),
-    (["--reg=dispersoin"], 2, "unknown regularizer reg='dispersoin'"),
+    (["--reg=dispersoin"], 2, "--reg='dispersoin': must be one of 'none', 'dispersion'"),
     (["--init_from=resume"], 1, "ckpt.pt"),
     (["--block_size=100", "--init_from={hf}"], 1, "block_size=100 is beyond"),
-    (["--init_from={hf_small_vocab}"], 1, "vocabulary (257) is larger"),
+    (["--init_from={hf_small_vocab}"], 1, "beyond the model's vocabulary of 100 ids"),
 ])
 def test_bad_input_one_line_error(tmp_path, data_dir, args, code, needle):
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -349,6 +350,37 @@ def test_tiny_run_matches_the_stored_record(tmp_path, lcg_data_dir):
     assert got["eval"]["val_loss"] == pytest.approx(want["eval"]["val_loss"], abs=1e-4)
     assert got["eval"]["mean_cossim"] == pytest.approx(want["eval"]["mean_cossim"], abs=1e-4)
     assert want["train_loss"]["12"] < want["train_loss"]["1"] - 0.5  # the record itself is of a run that learns
+
+
+# train.py under a fake clock that only optimizer steps advance, 0.25 s each: every log line's time per step is
+# then 250 ms exactly, whatever the machine, however many steps the line covers
+FAKE_CLOCK = """
+import runpy, sys, time, torch
+clock = [time.time()]
+time.time = lambda: clock[0]
+scaler_step = torch.amp.GradScaler.step
+def timed_step(self, *args, **kwargs):
+    clock[0] += 0.25
+    return scaler_step(self, *args, **kwargs)
+torch.amp.GradScaler.step = timed_step
+sys.argv = sys.argv[1:]
+runpy.run_path('train.py', run_name='__main__')
+"""
+
+
+def test_time_per_step_is_over_the_steps_since_the_last_log(tmp_path, lcg_data_dir):
+    """max_iters=5, log_interval=4: the last line covers 1 step (5 % 4), and its ms_per_step is that step's time, not
+    a quarter of it; each record says how many steps it covers."""
+    out = tmp_path / "clock"
+    cmd = [sys.executable, "-c", FAKE_CLOCK, "train.py", f"--dataset={lcg_data_dir}", f"--out_dir={out}", *TINY,
+           "--max_iters=5", "--log_interval=4", "--eval_interval=100", "--condensation_samples=2"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    logged = [m for m in metrics(out) if "train_loss" in m]
+    assert [(m["step"], m["steps"]) for m in logged] == [(4, 4), (5, 1)]
+    for m in logged:
+        assert m["ms_per_step"] == pytest.approx(250.0), m
+        assert m["tokens_per_s"] == pytest.approx(4 * 32 / 0.25), m  # batch_size * block_size tokens per step
 
 
 SIXTH_REGULARIZER = '''

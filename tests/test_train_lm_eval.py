@@ -9,6 +9,7 @@ import torch
 
 import data
 from checkpoint import load_checkpoint
+from hf_io import to_hf
 from test_eval import reference, task_dir  # noqa: F401 (task_dir: a fixture)
 from test_train import data_dir, train  # noqa: F401 (data_dir: a fixture)
 
@@ -17,7 +18,7 @@ def lm_eval_reference(ckpt_path, task_dir, tmp_path, seed):
     """lm-eval's HFLM on the snapshot exported as a Hugging Face folder: tiny_mc's accuracy."""
     model, _ = load_checkpoint(ckpt_path)
     folder = str(tmp_path / f"hf_{os.path.basename(ckpt_path)}")
-    model.to_hf().save_pretrained(folder)
+    to_hf(model).save_pretrained(folder)
     data.hf_tokenizer("byte").save_pretrained(folder)
     return reference(folder, task_dir, 1, seed)["tiny_mc"][0]
 

@@ -52,8 +52,8 @@ def run(script, *args, **kw):
                           env=ENV, timeout=300, **kw)
 
 
-def assert_one_line_error(r, *needles):
-    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+def assert_one_line_error(r, *needles, code=1):
+    assert r.returncode == code, r.stdout[-2000:] + r.stderr[-2000:]
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: "), r.stderr[-2000:]
@@ -418,8 +418,8 @@ def test_save_errors_are_one_line_and_leave_the_previous_file(tmp_path, monkeypa
 
 def test_out_dir_that_cannot_be_made_is_one_line(tmp_path, data_dir):
     (tmp_path / "file").write_text("not a folder")
-    r = train(tmp_path / "file" / "run", data_dir, "--max_iters=2", check=False)
-    assert_one_line_error(r, "Not a directory")
+    r = train(tmp_path / "file" / "run", data_dir, "--max_iters=2", check=False)  # a usage error, found first
+    assert_one_line_error(r, f"{tmp_path / 'file'} is a file, not a folder", code=2)
 
 # -----------------------------------------------------------------------------
 # missing, truncated and foreign files: one line, a non-zero exit, never a traceback
