@@ -10,3 +10,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "disabled")
+# pytest-xdist runs the suite in one worker per core (pytest.ini: -n auto): one thread each, or the workers' OpenMP
+# threads oversubscribe the cores, which made the same runs ~10x slower here
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
