@@ -1,9 +1,9 @@
 # The offline main job: a small GPT trained from scratch with the dispersion loss on the embedded pydocs corpus
 # (Python's own documentation, byte tokens; prepared on first use, no download anywhere).
-#   python train.py config/demo.py          # 2 CPU cores: about 5 minutes
-# Leaves in out-demo/: ckpt.pt, metrics.jsonl, condensation.json, heatmap.png, trend.png; then try
+#   python train.py config/demo.py          # 2 CPU cores: see the README's quick start for the time
+# Leaves in out-demo/: ckpt.pt, metrics.jsonl, training.png, condensation.json, heatmap.png, trend.png; then try
 #   python sample.py --ckpt=out-demo --start="The "
-#   python measure.py --ckpt=out-demo --dataset=pydocs --seq_len=128
+#   python measure.py --ckpt=out-demo       # its own val data, windows that fit its 128-token context
 # For the same run without the regularizer, add --reg=none --out_dir=out-demo-base and compare the two with
 #   python measure.py --compare=out-demo-base,out-demo --out_dir=out-compare
 out_dir = 'out-demo'
