@@ -105,6 +105,17 @@ def measure_label(measure):
             'effective_rank': 'effective rank (dimensions)', 'isoscore': 'IsoScore'}.get(measure, measure)
 
 
+def plot_two(ax, axis, first, second):
+    """Two (values, label) series, one value per run, on plot_trend's right panel: lines (o, s markers) over a
+    numeric axis (size, step), else side-by-side bars over the runs' slots."""
+    if axis[0] is not None:
+        ax.plot(axis[1], first[0], marker='o', label=first[1])
+        ax.plot(axis[1], second[0], marker='s', label=second[1])
+    else:
+        ax.bar(np.array(axis[1]) - 0.2, first[0], 0.4, label=first[1])
+        ax.bar(np.array(axis[1]) + 0.2, second[0], 0.4, label=second[1])
+
+
 def plot_trend(runs, path, measure='mean_cossim'):
     """Figure 2b / S1 / 3b: left, the mean cosine of each hidden state against depth, one line per run; right,
     each run's Spearman and Kendall correlation of those means with the layer index, against model size for a
@@ -123,12 +134,7 @@ def plot_trend(runs, path, measure='mean_cossim'):
     if measure != 'mean_cossim':
         axis = size_axis(runs)
         last, mean = [r[measure][-1] for r in runs], [float(np.mean(r[measure])) for r in runs]
-        if axis[0] is not None:
-            ax2.plot(axis[1], last, marker='o', label='last hidden state')
-            ax2.plot(axis[1], mean, marker='s', label='mean over hidden states')
-        else:
-            ax2.bar(np.array(axis[1]) - 0.2, last, 0.4, label='last hidden state')
-            ax2.bar(np.array(axis[1]) + 0.2, mean, 0.4, label='mean over hidden states')
+        plot_two(ax2, axis, (last, 'last hidden state'), (mean, 'mean over hidden states'))
         set_x(ax2, runs, axis)
         ax2.set_ylabel(measure_label(measure))
         ax2.legend(fontsize=7)
@@ -137,12 +143,7 @@ def plot_trend(runs, path, measure='mean_cossim'):
     nan = lambda v: np.nan if v is None else v         # undefined correlations (constant means) draw nothing
     rho, tau = [nan(r['spearman']) for r in runs], [nan(r['kendall']) for r in runs]
     axis = size_axis(runs)
-    if axis[0] is not None:
-        ax2.plot(axis[1], rho, marker='o', label='Spearman')
-        ax2.plot(axis[1], tau, marker='s', label='Kendall')
-    else:
-        ax2.bar(np.array(axis[1]) - 0.2, rho, 0.4, label='Spearman')
-        ax2.bar(np.array(axis[1]) + 0.2, tau, 0.4, label='Kendall')
+    plot_two(ax2, axis, (rho, 'Spearman'), (tau, 'Kendall'))
     set_x(ax2, runs, axis)
     ax2.set_ylabel('rank correlation with depth')
     ax2.set_ylim(-1.05, 1.05)

@@ -32,6 +32,7 @@ from lm_eval.tasks import TaskManager
 import data
 import eval as eval_script
 import tables
+from conftest import assert_one_line_error
 from hf_io import to_hf
 from model import GPT, GPTConfig
 
@@ -231,15 +232,6 @@ def run_cli(*args, script="eval.py"):
 
 def run_tables(*args):
     return run_cli(*args, script="tables.py")
-
-
-def assert_one_line_error(p, *needles, code=1):
-    assert p.returncode == code, p.stderr[-2000:]
-    assert "Traceback" not in p.stderr, p.stderr[-2000:]
-    last = p.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: "), p.stderr[-2000:]
-    for needle in needles:
-        assert needle in last, last
 
 
 def test_hf_dir_cli_matches_lm_eval(hf_dir, task_dir, tmp_path, capsys):

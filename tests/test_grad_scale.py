@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from test_train import byte_token_dir
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED, BLOCK, BATCH, ACCUM, STEPS, LR = 1, 32, 2, 4, 4, 1e-3
 # one recipe for both sides: AdamW betas (0.9, 0.95), eps 1e-8, wd 0.1 on matrices and embeddings only, cosine to 0
@@ -31,13 +33,7 @@ def data_dir(tmp_path_factory):
     for _ in range(20_000):
         state = (1664525 * state + 1013904223) % 2 ** 32
         ids.append((state >> 16) % 257)
-    ids = np.array(ids, dtype=np.uint16)
-    d = tmp_path_factory.mktemp("lcg")
-    ids[:18_000].tofile(d / "train.bin")
-    ids[18_000:].tofile(d / "val.bin")
-    (d / "meta.json").write_text(json.dumps({"tokenizer": "byte", "dtype": "uint16", "vocab_size": 257,
-                                             "eot_token": 256}))
-    return str(d)
+    return byte_token_dir(tmp_path_factory.mktemp("lcg"), ids, 18_000)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import pytest
 from scipy import stats
 
 import tables
+from conftest import assert_one_line_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = list(tables.COLUMNS)[:10]  # the paper's ten accuracy tasks, in the order of the official metric list
@@ -169,15 +170,6 @@ def run_tables(*args):
 def read_csv(path):
     with open(path) as f:
         return {r["method"]: r for r in csv.DictReader(f)}
-
-
-def assert_one_line_error(p, *needles, code=1):
-    assert p.returncode == code, p.stderr[-2000:]
-    assert "Traceback" not in p.stderr, p.stderr[-2000:]
-    last = p.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: "), p.stderr[-2000:]
-    for needle in needles:
-        assert needle in last, last
 
 
 @pytest.fixture(scope="module")

@@ -290,10 +290,14 @@ def lcg_data_dir(tmp_path_factory):
         state = (1664525 * state + 1013904223) % 2 ** 32  # Numerical Recipes' constants
         token = (token * 7 + (state >> 16) % 4) % 16      # 16 of the 257 ids, 4 successors each: learnable
         ids.append(token)
+    return byte_token_dir(tmp_path_factory.mktemp("lcg"), ids, 36_000)
+
+
+def byte_token_dir(d, ids, n_train):
+    """A dataset folder of byte-vocabulary tokens: ids[:n_train] to train.bin, the rest to val.bin, and meta.json."""
     ids = np.array(ids, dtype=np.uint16)
-    d = tmp_path_factory.mktemp("lcg")
-    ids[:36_000].tofile(d / "train.bin")
-    ids[36_000:].tofile(d / "val.bin")
+    ids[:n_train].tofile(d / "train.bin")
+    ids[n_train:].tofile(d / "val.bin")
     (d / "meta.json").write_text(json.dumps({"tokenizer": "byte", "dtype": "uint16", "vocab_size": 257,
                                              "eot_token": 256}))
     return str(d)

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_one_line_error  # noqa: F401 (test_parallel and test_trust2 import it from here)
 from test_train import ROOT, TINY, data_dir, metrics, train, train_losses  # noqa: F401 (data_dir: a fixture)
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
@@ -50,15 +51,6 @@ def write_hostile(path, payload, fmt):
 def run(script, *args, **kw):
     return subprocess.run([sys.executable, script, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
                           env=ENV, timeout=300, **kw)
-
-
-def assert_one_line_error(r, *needles, code=1):
-    assert r.returncode == code, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "Traceback" not in r.stderr, r.stderr[-3000:]
-    last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: "), r.stderr[-2000:]
-    for needle in needles:
-        assert needle in last, last
 
 
 def snapshot(folder):
