@@ -264,7 +264,7 @@ def state_color(i, n):
 
 
 # -----------------------------------------------------------------------------
-# the figures of one measurement (measure.py's write_outputs), and --compare across earlier ones
+# the figures of one measurement (records.write_outputs), and --compare across earlier ones
 
 def write_figures(runs, out_dir, pairs=False):
     """heatmap.png (one run) or heatmap_<name>.png (each of several) for runs measured with histograms,

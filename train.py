@@ -645,7 +645,8 @@ if fsdp:  # and ckpt.pt with the full weights, for measure.py, eval.py, sample.p
 if master:
     # the paper's condensation measurement on val windows: condensation.json and the heatmap (measure.py)
     from condensation import measure_run
-    from measure import token_windows, write_outputs
+    from measure import token_windows
+    from records import write_outputs
     raw_model.eval()
     windows, starts = token_windows(load_tokens(data_dir, 'val'), condensation_samples, block_size, seed)
     result = measure_run(raw_model.hidden_states, windows, starts, batch_size, device, step=step, seed=seed,
