@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import data
+from conftest import run_in_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -35,11 +36,6 @@ VAL_ARTICLES = [[" = Delta = \n", " Delta ( Δ ) is the fourth letter .\n"]]
 WEB_DOCS = ["Photosynthesis turns light into chemical energy.", "Mitochondria are the cell's power plants. ñ",
             "", "Plate tectonics moves continents — slowly. 🌍", "  \n", "The water cycle has four stages.",
             "Fractions: ½ + ¼ = ¾."]
-
-
-def run(script, *args):
-    """`python script args` in a fresh interpreter."""
-    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, env=ENV, timeout=300)
 
 
 def prepare(script, *args):
@@ -293,10 +289,12 @@ def test_wikitext_prepare_byte_two_processes(tmp_path):
     files = {"train": wikitext_file(tmp_path / "wiki.train.raw", TRAIN_ARTICLES),
              "validation": wikitext_file(tmp_path / "wiki.valid.raw", VAL_ARTICLES)}
     out = tmp_path / "out"
-    r = run("data/wikitext/prepare.py", "--tokenizer=byte", f"--out_dir={out}", f"--data_files={files!r}",
-            "--num_proc=2")  # a pool of two tokenizer processes
-    assert r.returncode == 0, r.stderr.decode()
-    assert b"train.bin: 3 documents" in r.stdout
+    # a pool of two tokenizer processes, forked from a fresh interpreter (not from this one, with its threads)
+    r = subprocess.run([sys.executable, "data/wikitext/prepare.py", "--tokenizer=byte", f"--out_dir={out}",
+                        f"--data_files={files!r}", "--num_proc=2"], cwd=ROOT, capture_output=True, env=ENV,
+                       encoding="utf-8", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "train.bin: 3 documents" in r.stdout
     assert data.load_meta(str(out)) == {"tokenizer": "byte", "dtype": "uint16", "vocab_size": 257, "eot_token": 256}
     for split, articles in (("train", TRAIN_ARTICLES), ("val", VAL_ARTICLES)):
         got = [bytes(doc.astype(np.uint8)).decode("utf-8") for doc in documents_of(data.load_tokens(str(out), split),
@@ -360,8 +358,8 @@ def test_fineweb_prepare_caps_streaming(tmp_path):
 
 def test_prepare_errors_are_one_line_and_write_nothing(tmp_path):
     out = tmp_path / "out"
-    r = run("data/wikitext/prepare.py", "--tokenizer=byte", f"--out_dir={out}")  # the hub is unreachable (offline)
-    last = r.stderr.decode().strip().splitlines()[-1]
+    r = run_in_process("data/wikitext/prepare.py", "--tokenizer=byte", f"--out_dir={out}")  # the hub is offline
+    last = r.stderr.strip().splitlines()[-1]
     assert r.returncode == 1 and last.startswith("error: could not load Salesforce/wikitext (wikitext-103-raw-v1)")
     assert "--data_files" in last and not out.exists()
     code, _, err = prepare("data/fineweb_edu/prepare.py", "--tokenizer=no-such/tokenizer-here", f"--out_dir={out}",
@@ -552,15 +550,14 @@ def test_sample_greedy_matches_hf_generate(tmp_path):
     from hf_io import to_hf
     gpt = tiny_checkpoint(tmp_path / "ckpt.pt")
     prompt = "Héllo "
-    r = subprocess.run([sys.executable, "sample.py", f"--ckpt={tmp_path}", f"--start={prompt}", "--num_samples=2",
-                        "--max_new_tokens=20", "--temperature=0", "--device=cpu"], cwd=ROOT, capture_output=True,
-                       env=ENV, timeout=300)
-    assert r.returncode == 0, r.stderr.decode()
+    r = run_in_process("sample.py", f"--ckpt={tmp_path}", f"--start={prompt}", "--num_samples=2",
+                       "--max_new_tokens=20", "--temperature=0", "--device=cpu")
+    assert r.returncode == 0, r.stderr
     hf = to_hf(gpt)
     x = torch.tensor([list(prompt.encode())])
     ids = hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=20, do_sample=False, pad_token_id=0)
     expected = data.get_tokenizer("byte").decode(ids[0].tolist())
-    out = r.stdout.decode("utf-8")
+    out = r.stdout
     assert out.count(expected + "\n---------------\n") == 2  # greedy: both samples are HF's greedy continuation
 
 

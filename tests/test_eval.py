@@ -16,6 +16,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict
@@ -32,7 +33,7 @@ from lm_eval.tasks import TaskManager
 import data
 import eval as eval_script
 import tables
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, run_in_process
 from hf_io import to_hf
 from model import GPT, GPTConfig
 
@@ -61,6 +62,16 @@ TEXTS = [  # for the perplexity task: longer than the byte model's 32-token cont
     "Rivers carry water from the mountains to the sea, and along the way they shape valleys and plains.",
     "A small language model reads one token at a time and predicts the next one from what came before.",
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_machine_report():
+    """lm-eval adds torch's machine report to every result (torch.utils.collect_env runs pip, nvidia-smi and more:
+    ~1.5 s a call, on our side and the reference's); no test reads it, and it is no score."""
+    import torch.utils.collect_env
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(torch.utils.collect_env, "get_pretty_env_info", lambda: "(not collected in tests)")
+        yield
 
 
 def write_jsonl(path, rows):
@@ -183,6 +194,12 @@ def byte_ckpt(tmp_path_factory):
     return str(d / "out"), str(d / "ref_hf"), model
 
 
+@pytest.fixture(scope="module")
+def byte_ref(byte_ckpt, task_dir):
+    """lm-eval on its own on that run's HF export: 2-shot, seeds 3 (the run's training seed)."""
+    return reference(byte_ckpt[1], task_dir, num_fewshot=2, seed=3)
+
+
 def reference(hf_path, task_dir, num_fewshot, seed):
     """lm-eval on its own: HFLM loads the HF directory (model and tokenizer) and runs each task."""
     lm = HFLM(pretrained=hf_path, device="cpu", batch_size=1)
@@ -226,6 +243,13 @@ def run_main(*args):
 
 
 def run_cli(*args, script="eval.py"):
+    """The script's command line, judged as a subprocess is (exit code, stdout, stderr), run in this process: lm-eval,
+    torch and transformers are imported once (a fresh interpreter costs seconds each)."""
+    return run_in_process(script, *args)
+
+
+def run_subprocess(*args, script="eval.py"):
+    """The command line in a fresh interpreter: what it prints includes whatever its imports print."""
     return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}, timeout=300)
 
@@ -253,9 +277,9 @@ def test_hf_dir_cli_matches_lm_eval(hf_dir, task_dir, tmp_path, capsys):
     assert any(line.split()[:3] == ["tiny_ppl", "0", "word_perplexity"] for line in stdout.splitlines())
 
 
-def test_checkpoint_matches_lm_eval(byte_ckpt, task_dir, tmp_path):
-    out_dir, ref_dir, model = byte_ckpt
-    ref = reference(ref_dir, task_dir, num_fewshot=2, seed=3)
+def test_checkpoint_matches_lm_eval(byte_ckpt, byte_ref, task_dir, tmp_path):
+    out_dir, _, model = byte_ckpt
+    ref = byte_ref
     # the CLI on a train.py checkpoint: byte tokenizer from data_meta, seed = the training seed (3)
     out = tmp_path / "ckpt_run.json"
     run_main(f"--ckpt={out_dir}", "--tasks=tiny_mc,tiny_ppl", f"--include_path={task_dir}", "--num_fewshot=2",
@@ -295,11 +319,15 @@ def test_cuda_auto_batch_matches_cpu(hf_dir, task_dir, tmp_path):
 TIME_B = {"hours": 0.5, "processes": 1, "device": "cpu"}
 
 
-def test_a_folder_of_runs_writes_each_runs_eval_json(task_dir, tmp_path, capsys):
+def test_a_folder_of_runs_writes_each_runs_eval_json(byte_ckpt, byte_ref, task_dir, tmp_path, capsys):
     parent = tmp_path / "out"
     runs = {"midtrain_disp_s3": (3, "dispersion", COMPUTE, 1), "midtrain_s4": (4, "none", TIME_B, 2)}
-    for name, (seed, reg, compute, weights_seed) in runs.items():
-        byte_run(str(parent / name), str(tmp_path / f"{name}_hf"), weights_seed, seed, reg, compute)
+    # the first run is byte_ckpt's (byte_run's defaults: weights seed 1, seed 3, dispersion, COMPUTE), its lm-eval
+    # reference shared; the second one its own weights, seed, method and time record
+    shutil.copytree(byte_ckpt[0], parent / "midtrain_disp_s3")
+    byte_run(str(parent / "midtrain_s4"), str(tmp_path / "midtrain_s4_hf"), 2, 4, "none", TIME_B)
+    refs = {"midtrain_disp_s3": byte_ref,
+            "midtrain_s4": reference(str(tmp_path / "midtrain_s4_hf"), task_dir, num_fewshot=2, seed=4)}
     (parent / "table2.md").write_text("")  # not a run: left alone
     run_main(f"--ckpt={parent}", "--tasks=tiny_mc,tiny_ppl", f"--include_path={task_dir}", "--num_fewshot=2",
              "--device=cpu", "--log_samples=True")
@@ -311,8 +339,7 @@ def test_a_folder_of_runs_writes_each_runs_eval_json(task_dir, tmp_path, capsys)
         assert record["seed"] == record["config"]["seed"] == seed and record["compute"] == compute
         assert record["config"]["model"] == str(parent / name) and record["n-shot"]["tiny_mc"] == 2
         # each run's own seed and weights: lm-eval's scores of that run's HF export, on its own
-        assert_same_scores(record["results"], record["samples"],
-                           reference(str(tmp_path / f"{name}_hf"), task_dir, num_fewshot=2, seed=seed))
+        assert_same_scores(record["results"], record["samples"], refs[name])
         # tables.py reads it as it reads train.py's eval.json ({seed, config: the training config, compute, results})
         train_py = {"seed": seed, "config": record["config"]["train_config"], "compute": compute,
                     "results": record["results"], "group_subtasks": record.get("group_subtasks", {})}
@@ -452,7 +479,8 @@ def test_eval_table_is_tables_py(tmp_path):
     extra.write_text(json.dumps({"seed": 1, "config": {"seed": 1, "reg": "dispersion", "reg_loc": "early"},
                                  "results": {t: {"acc,none": 0.4} for t in ("anli_r2", "piqa", "mmlu", "hellaswag")}}))
     got = {}
-    for name, run in (("eval", lambda *a: run_cli("--table", *a)), ("tables", run_tables)):
+    # eval.py in a fresh interpreter (what it prints includes anything its imports print), tables.py here
+    for name, run in (("eval", lambda *a: run_subprocess("--table", *a)), ("tables", run_tables)):
         out = tmp_path / name / "t.md"
         p = run(*paths, str(extra), f"--table_out={out}", "--reference=L_train", "--ttest=welch")
         assert p.returncode == 0, p.stderr[-3000:]
@@ -665,7 +693,7 @@ def test_table_errors(tmp_path):
 
 
 def run_sweep(*args):
-    return subprocess.run([sys.executable, "sweep.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return run_in_process("sweep.py", *args)
 
 
 def test_sweep_dry_run_commands():

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_in_process
 from test_train import byte_token_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,12 +50,17 @@ def hf_dir(tmp_path_factory):
 
 
 def train(out_dir, data_dir, hf_dir, *args, nproc=1):
-    cmd = [sys.executable, "train.py", f"--dataset={data_dir}", f"--out_dir={out_dir}", f"--init_from={hf_dir}",
-           *ARGS, *args]
+    """train.py's logged steps: one process runs in this one (run_in_process), more under torchrun."""
+    args = [f"--dataset={data_dir}", f"--out_dir={out_dir}", f"--init_from={hf_dir}", *ARGS, *args]
     if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *cmd[1:]]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                       timeout=600)
+        r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                            f"--nproc_per_node={nproc}", "train.py", *args], cwd=ROOT, capture_output=True,
+                           text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600)
+    else:
+        import figures
+        with pytest.MonkeyPatch.context() as mp:  # training.png: not what this checks, and most of a tiny run's time
+            mp.setattr(figures, "save_figure", lambda fig, path: fig)
+            r = run_in_process("train.py", *args)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     with open(os.path.join(out_dir, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]

@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import torch
 import condensation
 import figures
 import measure
+from conftest import run_in_process
 from condensation import mean_cossim, measure_run, normalize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,6 +119,13 @@ def token_dataset(tmp_path_factory):
         rng.integers(0, VOCAB, n).astype(np.uint16).tofile(d / f'{split}.bin')
     (d / 'meta.json').write_text(json.dumps(dict(tokenizer='byte', dtype='uint16', vocab_size=257, eot_token=256)))
     return str(d)
+
+
+@pytest.fixture
+def no_png(monkeypatch):
+    """For a test that reads no PNG: the figures are made, not rendered (rendering is most of a small run's time)."""
+    import matplotlib.figure
+    monkeypatch.setattr(matplotlib.figure.Figure, 'savefig', lambda self, *args, **kwargs: None)
 
 
 def run_cli(args):
@@ -268,7 +277,8 @@ def test_hf_models_match_numpy_and_trend_has_one_row_per_model(hf_dirs, token_da
 # -----------------------------------------------------------------------------
 # any causal LM through transformers, placed by accelerate; models that run their own code
 
-def test_bloom_and_qwen2_match_transformers_and_disk_offload_changes_nothing(hf_dirs, token_dataset, tmp_path):
+def test_bloom_and_qwen2_match_transformers_and_disk_offload_changes_nothing(hf_dirs, token_dataset, tmp_path,
+                                                                             no_png):
     """BLOOM and Qwen2 (transformers' code, not ours) measured equal to the metric of transformers' own hidden
     states (<= 1e-6); then split with device_map=auto over a CPU budget smaller than either model (~120 and ~165
     KB of weights), which sends the rest to disk: the same numbers, bit for bit."""
@@ -307,7 +317,7 @@ class TinyRemoteForCausalLM(Qwen2ForCausalLM):
 """
 
 
-def test_a_model_with_its_own_code_needs_the_flag(token_dataset, tmp_path):
+def test_a_model_with_its_own_code_needs_the_flag(token_dataset, tmp_path, monkeypatch):
     """A local model whose config.json maps the Auto classes to its own modeling file (as Qwen1's repositories
     do), unknown to transformers: without --trust_remote_code=True one line naming the flag, exit 1, no code
     run or copied, nothing written; with it, the metric of that model's own hidden states."""
@@ -327,18 +337,29 @@ def test_a_model_with_its_own_code_needs_the_flag(token_dataset, tmp_path):
     config['auto_map'] = {'AutoConfig': 'modeling_tiny.TinyRemoteConfig',
                           'AutoModelForCausalLM': 'modeling_tiny.TinyRemoteForCausalLM'}
     (directory / 'config.json').write_text(json.dumps(config))
-    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / 'modules'), OMP_NUM_THREADS='1')  # where code is copied
-    run = lambda *extra: subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'measure.py'), f'--init_from={directory}', f'--dataset={token_dataset}',
-         '--num_samples=3', '--seq_len=16', f'--out_dir={tmp_path / "out"}', *extra],
-        capture_output=True, text=True, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL)
-    p = run()
+    # refused here: any fetch of the model's code goes through get_cached_module_file, which copies it into
+    # HF_MODULES_CACHE (both redirected, and the fetch recorded)
+    import transformers.dynamic_module_utils as dynamic
+    fetched = []
+    monkeypatch.setattr(dynamic, 'HF_MODULES_CACHE', str(tmp_path / 'modules'))
+    monkeypatch.setattr(dynamic, 'get_cached_module_file', lambda *a, **kw: fetched.append(a) or 1 / 0)
+    args = [f'--init_from={directory}', f'--dataset={token_dataset}', '--num_samples=3', '--seq_len=16',
+            f'--out_dir={tmp_path / "out"}']
+    p = run_in_process(os.path.join(ROOT, 'measure.py'), *args, cwd=tmp_path)
     assert p.returncode == 1 and p.stderr.strip() == (
         f"error: cannot load model '{directory}': it runs its own modeling code (config.json's auto_map): read that "
         "code, then pass --trust_remote_code=True")
-    assert not (tmp_path / 'out').exists() and not (tmp_path / 'modules').exists()
-    p = run('--trust_remote_code=True')
+    assert not fetched and not (tmp_path / 'out').exists() and not (tmp_path / 'modules').exists()
+    # trusted, in a fresh process: transformers reads HF_MODULES_CACHE at import, and the model's code is imported
+    # there, not here; all that process prints to stderr is checked too: progress bars, and no other line (no
+    # warning from its imports or from loading the model)
+    p = subprocess.run([sys.executable, os.path.join(ROOT, 'measure.py'), *args, '--trust_remote_code=True'],
+                       capture_output=True, text=True, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                       env=dict(os.environ, HF_MODULES_CACHE=str(tmp_path / 'modules'), OMP_NUM_THREADS='1'))
     assert p.returncode == 0, p.stderr
+    lines = [line.strip() for line in re.split('[\r\n]', p.stderr) if line.strip()]
+    assert lines and all(re.match(r'(Loading weights|batches): +\d+%\|', line) for line in lines), p.stderr
+    assert (tmp_path / 'modules').is_dir()  # the code was copied where HF_MODULES_CACHE says
     result = json.load(open(tmp_path / 'out' / 'condensation.json'))
     windows, _ = val_windows(token_dataset, 3, 16, 0)
     means, _, rho, _ = ref_condensation(hf_hidden(str(directory), windows, module.TinyRemoteForCausalLM))
@@ -349,7 +370,8 @@ def test_a_model_with_its_own_code_needs_the_flag(token_dataset, tmp_path):
 # -----------------------------------------------------------------------------
 # families: resumed after an interruption; base and distilled models in pairs; hub revision patterns
 
-def test_an_interrupted_family_run_measures_only_what_is_missing(hf_dirs, token_dataset, tmp_path, capsys):
+def test_an_interrupted_family_run_measures_only_what_is_missing(hf_dirs, token_dataset, tmp_path, capsys,
+                                                                  monkeypatch):
     import shutil
     late = tmp_path / 'late'
     late.mkdir()
@@ -375,6 +397,9 @@ def test_an_interrupted_family_run_measures_only_what_is_missing(hf_dirs, token_
     np.testing.assert_allclose(runs[1]['mean_cossim'], ref_condensation(hf_hidden(str(late), windows))[0], atol=1e-6)
     assert sorted(p.name for p in out.iterdir()) == ['condensation.csv', 'condensation.json', 'heatmap_gpt2.png',
                                                      'heatmap_late.png', 'last_n.png', 'trend.png']
+    # the PNGs are checked: the runs below draw figures that no assertion reads (rendering is most of their time)
+    import matplotlib.figure
+    monkeypatch.setattr(matplotlib.figure.Figure, 'savefig', lambda self, *args, **kwargs: None)
     trend = figures.plot_trend(runs, str(tmp_path / 't.png')).axes[1]  # the family plot, from the JSON
     assert list(trend.get_lines()[0].get_xdata()) == [r['n_params'] for r in runs] == [num_parameters(hf_dirs['gpt2']),
                                                                                           num_parameters(str(late))]
@@ -393,7 +418,7 @@ def test_pairs_draw_base_against_distilled_from_the_json(hf_dirs, token_dataset,
     out = tmp_path / 'pairs'
     names = ['gpt2', 'bloom', 'qwen3', 'qwen2']  # bases gpt2, bloom; their "distilled": qwen3, qwen2
     args = [f"--init_from={','.join(hf_dirs[n] for n in names)}", f'--dataset={token_dataset}', '--num_samples=3',
-            '--seq_len=16', f'--out_dir={out}']
+            '--seq_len=16', f'--out_dir={out}', '--histograms=False']  # no heatmaps: the pairs are what is drawn here
     code, msg = cli_error([f"--init_from={','.join(hf_dirs[n] for n in names[:3])}"] + args[1:] + ['--pairs=True'],
                           capsys)
     assert code == 1 and msg == ('error: --pairs=True takes base models, then as many distilled ones, in that '
@@ -515,10 +540,8 @@ def test_family_trend_and_last_n_are_drawn_against_model_size(tmp_path):
     assert [t.get_text() for t in bars.get_xticklabels()] == ['model0', 'model1', 'model2']
 
 
-def test_measure_imports_no_matplotlib_and_compare_errors_are_one_line(tmp_path, capsys):
-    code = "import sys, measure; print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))"
-    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
-    assert p.returncode == 0 and p.stdout.strip() == '[]'             # train.py imports measure.py
+def test_compare_errors_are_one_line(tmp_path, capsys):
+    # (importing measure.py loads no matplotlib: test_a_checkpoint_run_imports_only_what_it_needs)
     assert cli_error([f'--compare={tmp_path / "nowhere"}', f'--out_dir={tmp_path / "o"}'], capsys) == \
         (1, f"error: no condensation.json at '{tmp_path / 'nowhere'}'")
     no_hist = dict(fake_run('x', None, [0.1, 0.2], 1.0, 1.0, 0), histograms=None)
@@ -578,7 +601,7 @@ def reference_means(model, token_dataset, n, T):
     return ref_condensation([[h[b].numpy() for h in hidden] for b in range(n)])[0], starts
 
 
-def test_default_seq_len_fits_the_model_and_a_given_one_must(token_dataset, tmp_path, capsys):
+def test_default_seq_len_fits_the_model_and_a_given_one_must(token_dataset, tmp_path, capsys, no_png):
     """A demo-sized run (128-token context) measured with the defaults: windows of 128 tokens, and the printout says
     so; a seq_len given on the command line or in a config file that does not fit is refused, nothing written."""
     run_dir = tmp_path / 'out'
@@ -666,7 +689,7 @@ def test_run_folders_and_one_line_errors_for_folders_without_runs(tmp_path, caps
 # -----------------------------------------------------------------------------
 # text input: the authors' sampling recipe, tokenized by the model's own (locally built) tokenizer
 
-def test_text_file_with_local_tokenizer(hf_dirs, tmp_path):
+def test_text_file_with_local_tokenizer(hf_dirs, tmp_path, no_png):
     from transformers import AutoTokenizer
     rng = np.random.default_rng(0)
     lines = [' '.join(rng.choice(WORDS, 8)) + '\n' for _ in range(40)]  # 8 words per line
@@ -686,7 +709,7 @@ def test_text_file_with_local_tokenizer(hf_dirs, tmp_path):
     assert run['spearman'] == pytest.approx(rho, abs=1e-9)
 
 
-def test_hf_dataset_source_uses_its_text_field(hf_dirs, tmp_path, monkeypatch):
+def test_hf_dataset_source_uses_its_text_field(hf_dirs, tmp_path, monkeypatch, no_png):
     import datasets
     rows = [' '.join(['the'] * 30)] * 50
     calls = []
@@ -763,8 +786,7 @@ KEYS = ['ckpt', 'snapshots', 'init_from', 'pairs', 'dataset', 'text_file', 'hf_d
 def test_only_the_defaults_are_keys(tmp_path, capsys):
     """--help lists the defaults block and nothing else; a module constant such as NORM_FLOOR (part of the
     metric's definition) is an unknown key: exit 2, one line, nothing written."""
-    run = lambda *args: subprocess.run([sys.executable, os.path.join(ROOT, 'measure.py'), *args],
-                                       capture_output=True, text=True, cwd=tmp_path)
+    run = lambda *args: run_in_process(os.path.join(ROOT, 'measure.py'), *args, cwd=tmp_path)
     p = run('--help')
     assert p.returncode == 0 and [line.split('=')[0].strip() for line in p.stdout.splitlines()[1:]] == \
         [f'--{k}' for k in KEYS]
@@ -781,11 +803,11 @@ def test_only_the_defaults_are_keys(tmp_path, capsys):
     ([], 'nothing to measure'),
     (['--ckpt={empty}'], 'no checkpoint at'),
 ])
-def test_bad_inputs_subprocess(args, needle, tmp_path):
+def test_bad_inputs_exit_1_with_one_line(args, needle, tmp_path):
+    """(That a fresh measure.py process prints nothing but the line: test_a_model_with_its_own_code_needs_the_flag.)"""
     (tmp_path / 'empty').mkdir()
     args = [a.format(empty=tmp_path / 'empty') for a in args]
-    p = subprocess.run([sys.executable, os.path.join(ROOT, 'measure.py'), *args, f'--out_dir={tmp_path / "o"}'],
-                       capture_output=True, text=True, cwd=tmp_path)
+    p = run_in_process(os.path.join(ROOT, 'measure.py'), *args, f'--out_dir={tmp_path / "o"}', cwd=tmp_path)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 1 and len(lines) == 1 and lines[0].startswith('error: ') and needle in lines[0]
     assert not (tmp_path / 'o').exists()
@@ -793,18 +815,23 @@ def test_bad_inputs_subprocess(args, needle, tmp_path):
 
 def test_a_checkpoint_run_imports_only_what_it_needs(token_dataset, tmp_path):
     """Start-up is part of what a small job waits for: measuring a train.py checkpoint on token windows imports
-    neither transformers nor scipy nor datasets nor accelerate (matplotlib only to draw the PNGs at the end)."""
+    neither transformers nor scipy nor datasets nor accelerate (matplotlib only to draw the PNGs at the end); and
+    importing measure.py, as train.py does, loads no matplotlib. One fresh process: `import measure`, then the
+    run (whose top-level imports are measure.py's own)."""
     run_dir = tmp_path / 'run'
     run_dir.mkdir()
     make_ckpt(run_dir / 'ckpt.pt', 5, token_dataset, 0)
-    code = (f"import runpy, sys; sys.argv = ['measure.py', '--ckpt={run_dir}', '--num_samples=2', '--seq_len=16', "
+    code = ("import runpy, sys, measure; print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib')); "
+            f"sys.argv = ['measure.py', '--ckpt={run_dir}', '--num_samples=2', '--seq_len=16', "
             f"'--out_dir={tmp_path / 'o'}']; runpy.run_path('measure.py', run_name='__main__'); "
             "print(sorted(m for m in ('transformers', 'scipy', 'datasets', 'accelerate', 'matplotlib') "
             "if m in sys.modules))")
     p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT,
                        env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert p.returncode == 0, p.stderr
-    assert p.stdout.strip().splitlines()[-1] == "['matplotlib']"
+    printed = p.stdout.strip().splitlines()
+    assert printed[0] == '[]'                                          # train.py imports measure.py
+    assert printed[-1] == "['matplotlib']"
     assert (tmp_path / 'o' / 'heatmap.png').exists()
 
 

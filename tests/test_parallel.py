@@ -4,19 +4,22 @@ attention and the dispersion loss on; sharded checkpoints resume on another numb
 atomically, and never run code a hostile folder holds; activation checkpointing changes no number.
 
 OMP_NUM_THREADS=1 python -m pytest -q tests/test_parallel.py     (about 2 minutes on 2 cores, mostly the 2-process runs)
+
+The torchrun runs are subprocesses (several processes are what they check); one plain process is the command line
+run in this one (train_here, run_in_process), without drawing figures none of these tests looks at.
 """
 import json
 import os
 import pickle
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
 
-from test_train import ROOT, data_dir, metrics, train, train_losses  # noqa: F401 (data_dir: a fixture)
+from conftest import run_in_process
+from test_train import ROOT, data_dir, metrics, train, train_here, train_losses  # noqa: F401 (data_dir: a fixture)
 from test_trust import Hostile, assert_one_line_error, snapshot
 
 # Qwen3 with grouped-query attention (2 query heads share 1 key/value head), the dispersion loss on, a global
@@ -31,10 +34,13 @@ def logged(out_dir, key):
     return {m["step"]: m[key] for m in metrics(out_dir) if key in m}
 
 
-def assert_same_run(a, b, tol, keys=("train_loss", "reg_loss", "grad_norm")):
-    """Two runs logged the same steps with the same numbers, within tol (relative for the gradient norm)."""
+def assert_same_run(a, b, tol, keys=("train_loss", "reg_loss", "grad_norm"), upto=None):
+    """Two runs logged the same steps with the same numbers, within tol (relative for the gradient norm); with
+    upto, their steps up to that one."""
     for key in keys:
         x, y = logged(a, key), logged(b, key)
+        if upto is not None:
+            x = {s: v for s, v in x.items() if s <= upto}
         assert sorted(x) == sorted(y) and x, (key, sorted(x), sorted(y))
         for s in x:
             scale = abs(x[s]) if key == "grad_norm" else 1.0
@@ -45,7 +51,7 @@ def assert_same_run(a, b, tol, keys=("train_loss", "reg_loss", "grad_norm")):
 def reference(tmp_path_factory, data_dir):
     """One plain process, 8 steps: what every run below must reproduce."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    train(out, data_dir, *QWEN, "--max_iters=8")
+    train_here(out, data_dir, *QWEN, "--max_iters=8")
     return out
 
 
@@ -69,7 +75,7 @@ def test_two_fsdp_processes_train_what_one_process_trains(reference, fsdp_run):
     assert np.allclose(a["mean_cossim"], b["mean_cossim"], atol=1e-4, rtol=0)
 
 
-def test_fsdp_run_writes_full_weights_that_every_reader_loads(reference, fsdp_run, tmp_path, data_dir):
+def test_fsdp_run_writes_full_weights_that_every_reader_loads(reference, fsdp_run, tmp_path, data_dir, monkeypatch):
     """An FSDP run ends with ckpt.pt holding its full weights (no optimizer): the same tensors as its sharded
     checkpoint read back in one plain process, the model the one-process run trained, and measure.py measures
     them as transformers' own Qwen3 computes the hidden states."""
@@ -85,9 +91,10 @@ def test_fsdp_run_writes_full_weights_that_every_reader_loads(reference, fsdp_ru
         assert torch.equal(a, b), name
         assert torch.allclose(a, c, atol=1e-5, rtol=0), (name, (a - c).abs().max())
 
-    r = subprocess.run([sys.executable, "measure.py", f"--ckpt={fsdp_run}", f"--dataset={data_dir}", "--seq_len=16",
-                        "--num_samples=4", f"--out_dir={tmp_path / 'm'}"], cwd=ROOT, capture_output=True, text=True,
-                       env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+    import figures
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: fig)  # its heatmap: not what this checks
+    r = run_in_process("measure.py", f"--ckpt={fsdp_run}", f"--dataset={data_dir}", "--seq_len=16", "--num_samples=4",
+                       f"--out_dir={tmp_path / 'm'}")
     assert r.returncode == 0, r.stderr[-3000:]
     measured = json.loads((tmp_path / "m" / "condensation.json").read_text())
     from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -111,33 +118,42 @@ def test_fsdp_run_writes_full_weights_that_every_reader_loads(reference, fsdp_ru
     assert np.allclose(measured["mean_cossim"], want, atol=1e-5, rtol=0), (measured["mean_cossim"], want)
 
 
+@pytest.fixture(scope="module")
+def fsdp_resumed(tmp_path_factory, data_dir):
+    """2 steps by one plain process, continued to step 4 by two FSDP processes (which end with their sharded
+    checkpoint) -> (out_dir, the FSDP run's result). Tests copy it before resuming it."""
+    out = tmp_path_factory.mktemp("resumed") / "run"
+    train_here(out, data_dir, *QWEN, "--max_iters=2")
+    r = train(out, data_dir, *QWEN, *FSDP, "--max_iters=4", "--init_from=resume", nproc=2)
+    return out, r
+
+
+def test_one_process_checkpoint_resumes_in_two_fsdp_processes(reference, fsdp_resumed):
+    """ckpt.pt of one process (full weights and AdamW state keyed by position) is sliced onto two processes."""
+    out, r = fsdp_resumed
+    assert "start at step 2" in r.stdout
+    assert_same_run(reference, out, 1e-4, upto=4)
+    assert torch.load(out / "ckpt_sharded" / "train_state.pt", weights_only=True)["step"] == 4
+
+
 @pytest.mark.parametrize("nproc", [1, 2], ids=["one_plain_process", "two_ddp_processes"])
-def test_fsdp_checkpoint_resumes_without_fsdp(reference, tmp_path, data_dir, nproc):
+def test_fsdp_checkpoint_resumes_without_fsdp(reference, fsdp_resumed, tmp_path, data_dir, nproc):
     """Stopped after 4 steps by 2 FSDP processes, continued to 8 by one plain process (or by DDP, where each
     process reads whole tensors): every step as the uninterrupted run."""
     out = tmp_path / "run"
-    train(out, data_dir, *QWEN, *FSDP, "--max_iters=4", nproc=2)
+    shutil.copytree(fsdp_resumed[0], out)
     assert torch.load(out / "ckpt_sharded" / "train_state.pt", weights_only=True)["step"] == 4
-    r = train(out, data_dir, *QWEN, "--max_iters=8", "--init_from=resume", nproc=nproc)
+    args = [*QWEN, "--max_iters=8", "--init_from=resume"]
+    r = train_here(out, data_dir, *args) if nproc == 1 else train(out, data_dir, *args, nproc=nproc)
     assert "start at step 4" in r.stdout
     assert_same_run(reference, out, 1e-4)
     ckpt = torch.load(out / "ckpt.pt", weights_only=True)
     assert ckpt["step"] == 8 and "optimizer" in ckpt  # a full training checkpoint now, the later one
 
 
-def test_one_process_checkpoint_resumes_in_two_fsdp_processes(reference, tmp_path, data_dir):
-    """ckpt.pt of one process (full weights and AdamW state keyed by position) is sliced onto two processes."""
-    out = tmp_path / "run"
-    train(out, data_dir, *QWEN, "--max_iters=4")
-    r = train(out, data_dir, *QWEN, *FSDP, "--max_iters=8", "--init_from=resume", nproc=2)
-    assert "start at step 4" in r.stdout
-    assert_same_run(reference, out, 1e-4)
-    assert torch.load(out / "ckpt_sharded" / "train_state.pt", weights_only=True)["step"] == 8
-
-
 def test_activation_checkpointing_changes_no_loss(reference, fsdp_run, tmp_path, data_dir):
     one, two = tmp_path / "one", tmp_path / "two"
-    train(one, data_dir, *QWEN, "--max_iters=8", "--activation_checkpoint=True")
+    train_here(one, data_dir, *QWEN, "--max_iters=8", "--activation_checkpoint=True")
     train(two, data_dir, *QWEN, *FSDP, "--max_iters=8", "--activation_checkpoint=True", nproc=2)
     assert_same_run(reference, one, 1e-5)
     assert_same_run(fsdp_run, two, 1e-5)
@@ -148,7 +164,7 @@ def test_fsdp_active_forgetting_and_snapshots(tmp_path, data_dir):
     snapshots hold the full weights, no optimizer: the same losses and snapshot weights as one process."""
     args = [*QWEN, "--max_iters=6", "--active_forgetting_every=3", "--snapshot_interval=4"]
     one, two = tmp_path / "one", tmp_path / "two"
-    train(one, data_dir, *args)
+    train_here(one, data_dir, *args)
     train(two, data_dir, *args, *FSDP, nproc=2)
     assert_same_run(one, two, 1e-4)
     a, b = (torch.load(r / "ckpt_000004.pt", weights_only=True) for r in (one, two))
@@ -164,7 +180,7 @@ def test_fsdp_bfloat16_keeps_float32_shards(tmp_path, data_dir):
     process's bfloat16 autocast losses but for bfloat16 rounding (norm weights and the residual stream in bfloat16)."""
     args = [*QWEN, "--max_iters=4", "--dtype=bfloat16"]
     one, two = tmp_path / "one", tmp_path / "two"
-    train(one, data_dir, *args)
+    train_here(one, data_dir, *args)
     train(two, data_dir, *args, *FSDP, nproc=2)
     assert_same_run(one, two, 2e-3, keys=("train_loss", "reg_loss"))
     with open(two / "ckpt_sharded" / ".metadata", "rb") as f:
@@ -378,7 +394,7 @@ def test_hostile_sharded_checkpoint_refused_by_train_py_resume(fsdp_run, tmp_pat
     os.remove(out / "ckpt.pt")  # the sharded folder is what resume reads (it would at equal steps anyway)
     hostile_metadata(out / "ckpt_sharded", tmp_path / "RAN")
     before = snapshot(out / "ckpt_sharded")
-    r = train(out, data_dir, *QWEN, "--max_iters=10", "--init_from=resume", check=False)
+    r = train_here(out, data_dir, *QWEN, "--max_iters=10", "--init_from=resume", check=False)
     assert_one_line_error(r, "holds more than DCP's metadata", "GLOBAL")
     assert not (tmp_path / "RAN").exists()
     assert snapshot(out / "ckpt_sharded") == before
@@ -431,17 +447,17 @@ def test_new_run_never_replaces_a_sharded_checkpoint(tmp_path, data_dir):
     out = tmp_path / "run"
     small_sharded(out / "ckpt_sharded")
     before = snapshot(out / "ckpt_sharded")
-    r = train(out, data_dir, "--max_iters=2", check=False)
+    r = train_here(out, data_dir, "--max_iters=2", check=False)
     assert_one_line_error(r, "holds another run's checkpoint (ckpt_sharded)", "--overwrite=True")
     assert snapshot(out / "ckpt_sharded") == before
-    train(out, data_dir, "--max_iters=2", "--overwrite=True")
+    train_here(out, data_dir, "--max_iters=2", "--overwrite=True")
     assert not (out / "ckpt_sharded").exists() and (out / "ckpt.pt").is_file()
 
 
 @pytest.mark.parametrize("args, needle", [(["--parallel=fsdp", "--dtype=float16"], "sharded loss scaler"),
                                           (["--parallel=zero3"], "--parallel='zero3': must be one of 'ddp', 'fsdp'")])
 def test_bad_parallel_settings_are_one_line(tmp_path, data_dir, args, needle):
-    r = train(tmp_path / "bad", data_dir, "--max_iters=2", *args, check=False)
+    r = train_here(tmp_path / "bad", data_dir, "--max_iters=2", *args, check=False)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: ") and needle in r.stderr
     assert not (tmp_path / "bad").exists()

@@ -1,6 +1,7 @@
 """sweep.py continues an interrupted sweep: a real SIGKILL of the sweep's process group while its second run trains,
-then the same command again: the finished run is skipped and its files left as they were, the interrupted one
-resumes from its checkpoint, the missing ones start, and the table is written.
+then the same command again (run in the test's process; its train.py runs are subprocesses either way): the
+finished run is skipped and its files left as they were, the interrupted one resumes from its checkpoint, the
+missing ones start, and the table is written.
 
 OMP_NUM_THREADS=1 python -m pytest -q tests/test_sweep.py
 
@@ -19,6 +20,7 @@ import time
 
 import torch
 
+from conftest import run_in_process
 from test_train import ROOT, data_dir, metrics  # noqa: F401 (data_dir: a fixture)
 from test_trust import ENV, hf_gpt2_dir, task_dir  # noqa: F401 (task_dir: a fixture)
 
@@ -64,7 +66,7 @@ def test_killed_sweep_continues(tmp_path, data_dir, task_dir):
     assert 0 < killed_at < MAX_ITERS
     finished = files(runs[0])
 
-    r = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    r = run_in_process(*cmd[1:], env={k: ENV[k] for k in ('OMP_NUM_THREADS', 'HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE')})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     lines = r.stdout.splitlines()
     assert f'done: {runs[0]} (eval.json exists)' in lines

@@ -1,85 +1,51 @@
 """Experiment tracking: wandb is checked before anything is written and a resumed run continues its wandb run;
-training.png is drawn from metrics.jsonl at every eval."""
+training.png is drawn from metrics.jsonl at every eval. train.py runs in this process, with `wandb` in sys.modules
+standing for the package (a stand-in, or None for one not installed)."""
 import json
-import os
-import textwrap
+import sys
+import types
 
 import numpy as np
 import pytest
 
-from test_train import data_dir, metrics, train  # noqa: F401 (data_dir: a fixture)
-
-
-def env_with_path(*dirs):
-    return {"PYTHONPATH": os.pathsep.join([*dirs, os.environ.get("PYTHONPATH", "")])}
+from test_train import data_dir, metrics, train_here  # noqa: F401 (data_dir: a fixture)
 
 
 @pytest.fixture
-def fake_wandb(tmp_path):
-    """A stand-in `wandb` package that records init and log calls to a JSON-lines file (the real one needs a login
-    and the network)."""
-    pkg = tmp_path / "fake" / "wandb"
-    pkg.mkdir(parents=True)
-    calls = tmp_path / "wandb_calls.jsonl"
-    (pkg / "__init__.py").write_text(textwrap.dedent(f"""
-        import json, types
-        def _record(kind, **kw):
-            with open({str(calls)!r}, 'a') as f:
-                f.write(json.dumps({{'call': kind, **kw}}, default=str) + '\\n')
-        def init(**kw): _record('init', **{{k: v for k, v in kw.items() if k != 'config'}})
-        def log(record, step=None): _record('log', step=step)
-        def finish(): _record('finish')
-        util = types.SimpleNamespace(generate_id=lambda: 'fakeid01')
-    """))
-    return str(pkg.parent), calls
+def fake_wandb(monkeypatch):
+    """A stand-in `wandb` module that records its init and log calls (the real one needs a login and the network)
+    -> the list of calls."""
+    calls = []
+    wandb = types.ModuleType("wandb")
+    wandb.init = lambda **kw: calls.append({"call": "init", **{k: v for k, v in kw.items() if k != "config"}})
+    wandb.log = lambda record, step=None: calls.append({"call": "log", "step": step})
+    wandb.finish = lambda: calls.append({"call": "finish"})
+    wandb.util = types.SimpleNamespace(generate_id=lambda: "fakeid01")
+    monkeypatch.setitem(sys.modules, "wandb", wandb)
+    return calls
 
 
-def run_train(out_dir, data_dir, *args, extra_env=None):
-    old = {k: os.environ.get(k) for k in (extra_env or {})}
-    os.environ.update(extra_env or {})
-    try:
-        return train(out_dir, data_dir, *args, check=False)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def test_missing_wandb_is_refused_before_anything_is_written(tmp_path, data_dir):
-    block = tmp_path / "block"  # hides an installed wandb, so the test means the same everywhere
-    block.mkdir()
-    (block / "sitecustomize.py").write_text(textwrap.dedent("""
-        import sys
-        class _NoWandb:
-            def find_spec(self, name, path=None, target=None):
-                if name == 'wandb':
-                    raise ModuleNotFoundError(name)
-        sys.meta_path.insert(0, _NoWandb())
-    """))
+def test_missing_wandb_is_refused_before_anything_is_written(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` fails as without the package, installed or not
     out = tmp_path / "run"
-    r = run_train(out, data_dir, "--max_iters=2", "--wandb_log=True", extra_env=env_with_path(str(block)))
+    r = train_here(out, data_dir, "--max_iters=2", "--wandb_log=True", check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1].startswith("error: wandb_log=True but the wandb package")
     assert not out.exists()
 
 
 def test_resumed_run_continues_its_wandb_run_and_draws_training_png(tmp_path, data_dir, fake_wandb):
-    path, calls = fake_wandb
+    calls = fake_wandb
     out = tmp_path / "run"
-    env = env_with_path(path)
-    r = run_train(out, data_dir, "--max_iters=4", "--eval_interval=2", "--wandb_log=True", extra_env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
+    train_here(out, data_dir, "--max_iters=4", "--eval_interval=2", "--wandb_log=True", draw=("training.png",))
     assert json.load(open(out / "run.json"))["config"]["wandb_run_id"] == "fakeid01"
-    r = run_train(out, data_dir, "--max_iters=6", "--eval_interval=2", "--wandb_log=True", "--init_from=resume",
-                  extra_env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = train_here(out, data_dir, "--max_iters=6", "--eval_interval=2", "--wandb_log=True", "--init_from=resume",
+                   draw=("training.png",))
     assert "wandb_run_id" not in r.stdout  # not reported as a change of the config on resume
-    inits = [json.loads(line) for line in open(calls) if '"init"' in line]
+    inits = [c for c in calls if c["call"] == "init"]
     assert [c["id"] for c in inits] == ["fakeid01", "fakeid01"]
     assert all(c["resume"] == "allow" for c in inits)
-    logged = [json.loads(line)["step"] for line in open(calls) if '"log"' in line]
+    logged = [c["step"] for c in calls if c["call"] == "log"]
     assert logged[-1] == 6 and 5 in logged
     # training.png: redrawn at each eval from metrics.jsonl, here over both halves of the run
     assert (out / "training.png").stat().st_size > 10_000
@@ -111,8 +77,12 @@ def test_training_figure_shows_what_metrics_jsonl_holds(tmp_path):
         plot_training([], str(tmp_path / "empty.png"))
 
 
-def test_figure7_grid_has_a_row_per_run_and_a_column_per_step(tmp_path):
+def test_figure7_grid_has_a_row_per_run_and_a_column_per_step(tmp_path, monkeypatch):
+    import figures
     from figures import write_figures
+    save_figure = figures.save_figure  # heatmap_grid.png rendered; the other figures are drawn, not rendered
+    monkeypatch.setattr(figures, "save_figure",
+                        lambda fig, path: save_figure(fig, path) if path.endswith("heatmap_grid.png") else fig)
     rng = np.random.default_rng(0)
     runs = [{"name": f"{run} step {step}", "source": f"/x/{run}/" + ("ckpt.pt" if step == 40 else f"ckpt_{step:06d}.pt"),
              "step": step, "histograms": rng.random((5, 128)).tolist(), "mean_cossim": list(rng.random(5)),

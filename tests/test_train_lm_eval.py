@@ -9,9 +9,10 @@ import torch
 
 import data
 from checkpoint import load_checkpoint
+from conftest import assert_one_line_error
 from hf_io import to_hf
-from test_eval import reference, task_dir  # noqa: F401 (task_dir: a fixture)
-from test_train import data_dir, train  # noqa: F401 (data_dir: a fixture)
+from test_eval import no_machine_report, reference, task_dir  # noqa: F401 (fixtures; the first: autouse)
+from test_train import data_dir, train_here  # noqa: F401 (data_dir: a fixture)
 
 
 def lm_eval_reference(ckpt_path, task_dir, tmp_path, seed):
@@ -27,10 +28,10 @@ def test_history_at_start_interval_and_end_through_a_resume(tmp_path, data_dir, 
     out = tmp_path / "run"
     args = ["--eval_tasks=tiny_mc", f"--eval_include_path={task_dir}", "--lm_eval_interval=2",
             "--lm_eval_at_start=True", "--eval_interval=2", "--snapshot_interval=2", "--seed=3"]
-    train(out, data_dir, "--max_iters=2", *args)
+    train_here(out, data_dir, "--max_iters=2", *args)
     first = json.load(open(out / "eval.json"))
     assert [h["step"] for h in first["history"]] == [0, 2]
-    train(out, data_dir, "--max_iters=6", "--init_from=resume", *args)  # a longer run: step 2 was its interval eval
+    train_here(out, data_dir, "--max_iters=6", "--init_from=resume", *args)  # longer: step 2 was its interval eval
     ev = json.load(open(out / "eval.json"))
     steps = [h["step"] for h in ev["history"]]
     assert steps == [0, 2, 4, 6]  # step 2 once: the first run's final evaluation stands for it
@@ -47,9 +48,12 @@ def test_history_at_start_interval_and_end_through_a_resume(tmp_path, data_dir, 
 
 
 def test_lm_eval_during_training_refused_under_fsdp_before_anything_is_written(tmp_path, data_dir):
-    r = train(tmp_path / "run", data_dir, "--eval_tasks=tiny_mc", "--lm_eval_interval=2", "--parallel=fsdp",
-              nproc=2, check=False)
-    assert r.returncode != 0 and "needs the whole model in one process" in r.stderr
+    """As the first of two processes under torchrun sees it (torchrun's variables, but no MASTER_ADDR): refused
+    before the processes join, so one process shows it; a check moved past the join would fail here at once."""
+    torchrun = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": "0"}
+    r = train_here(tmp_path / "run", data_dir, "--eval_tasks=tiny_mc", "--lm_eval_interval=2", "--parallel=fsdp",
+                   env=torchrun, check=False)
+    assert_one_line_error(r, "needs the whole model in one process", code=2)
     assert not (tmp_path / "run").exists()
 
 

@@ -2,8 +2,9 @@
 legacy format, a raw pickle) against every command that reads a checkpoint or a model directory; resume against
 model keys that contradict the checkpoint; a new run aimed at another run's out_dir; two train.py in one out_dir;
 SIGKILL in the middle of a run; a full disk and an out_dir gone at save time; missing, truncated and foreign files
-for every command. Each command runs as a user would run it: a subprocess, judged by its exit code, its last
-line and the files it left.
+for every command. Each command runs as a user would run it, judged by its exit code, its last line and the files
+it left: its command line run in this process (conftest.run_in_process), and a fresh process for the run that is
+killed.
 
 OMP_NUM_THREADS=1 python -m pytest -q tests/test_trust.py
 """
@@ -22,8 +23,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_one_line_error  # noqa: F401 (test_parallel and test_trust2 import it from here)
-from test_train import ROOT, TINY, data_dir, metrics, train, train_losses  # noqa: F401 (data_dir: a fixture)
+from conftest import assert_one_line_error, run_in_process  # noqa: F401 (test_parallel, test_trust2 import it here)
+from test_train import ROOT, TINY, data_dir, metrics, train_losses  # noqa: F401 (data_dir: a fixture)
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
 
@@ -48,9 +49,22 @@ def write_hostile(path, payload, fmt):
             pickle.dump(payload, f, protocol=int(fmt[3:]))
 
 
-def run(script, *args, **kw):
-    return subprocess.run([sys.executable, script, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          env=ENV, timeout=300, **kw)
+def run(script, *args):
+    """`python <script> <args>` in the repository, run in this process: -> subprocess.CompletedProcess."""
+    return run_in_process(script, *args)
+
+
+def train(out_dir, data_dir, *args, check=True, draw=True):
+    """train.py on the tiny model, in this process. draw=False: no figure rendered (most of a tiny run's time), for
+    the runs whose PNGs no test looks at."""
+    import figures
+    with pytest.MonkeyPatch.context() as mp:
+        if not draw:
+            mp.setattr(figures, "save_figure", lambda fig, path: fig)
+        r = run("train.py", f"--dataset={data_dir}", f"--out_dir={out_dir}", *TINY, *args)
+    if check:
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
 
 
 def snapshot(folder):
@@ -62,7 +76,7 @@ def snapshot(folder):
 def run_dir(tmp_path_factory, data_dir):
     """A finished tiny run (4 steps, checkpoints at 2 and 4). Tests copy it before changing anything."""
     out = tmp_path_factory.mktemp("trust") / "run"
-    train(out, data_dir, "--max_iters=4", "--eval_interval=2", "--condensation_samples=2")
+    train(out, data_dir, "--max_iters=4", "--eval_interval=2", "--condensation_samples=2", draw=False)
     return out
 
 
@@ -262,9 +276,12 @@ def test_resume_takes_the_model_from_the_checkpoint_and_records_changes(run_dir,
     train the checkpoint's 2-layer model. The keys that may change do, and run.json says what changed."""
     out = tmp_path / "run"
     shutil.copytree(run_dir, out)
-    r = run("train.py", f"--dataset={data_dir}", f"--out_dir={out}", "--block_size=32", "--batch_size=4",
-            "--compile=False", "--device=cpu", "--eval_iters=2", "--log_interval=1", "--max_iters=6",
-            "--eval_interval=3", "--learning_rate=1e-3", "--init_from=resume", "--condensation_samples=2")
+    import figures
+    with pytest.MonkeyPatch.context() as mp:  # no PNG looked at: none rendered
+        mp.setattr(figures, "save_figure", lambda fig, path: fig)
+        r = run("train.py", f"--dataset={data_dir}", f"--out_dir={out}", "--block_size=32", "--batch_size=4",
+                "--compile=False", "--device=cpu", "--eval_iters=2", "--log_interval=1", "--max_iters=6",
+                "--eval_interval=3", "--learning_rate=1e-3", "--init_from=resume", "--condensation_samples=2")
     assert r.returncode == 0, r.stderr[-3000:]
     with open(out / "run.json") as f:
         record = json.load(f)
@@ -280,7 +297,8 @@ def test_resume_takes_the_model_from_the_checkpoint_and_records_changes(run_dir,
     assert ckpt["step"] == 6 and ckpt["config"]["learning_rate"] == 1e-3 and ckpt["config"]["n_layer"] == 2
     assert sorted(train_losses(out)) == list(range(1, 7))
     # the model keys given again, as the first command had them: the same model, so no error
-    train(out, data_dir, "--max_iters=7", "--eval_interval=7", "--init_from=resume")
+    train(out, data_dir, "--max_iters=7", "--eval_interval=7", "--init_from=resume", "--condensation_samples=2",
+          draw=False)
     assert max(train_losses(out)) == 7
 
 # -----------------------------------------------------------------------------
@@ -302,14 +320,21 @@ def test_a_new_run_never_replaces_another_runs_checkpoint(run_dir, tmp_path, dat
     assert_one_line_error(r, "ckpt_000002.pt", "--overwrite=True")
     assert snapshot(out) == before
     # told to, it replaces the run: the old snapshot is gone, not mistaken for one of this run's
-    train(out, data_dir, "--max_iters=3", "--eval_interval=3", "--overwrite=True")
+    train(out, data_dir, "--max_iters=3", "--eval_interval=3", "--overwrite=True", "--condensation_samples=2",
+          draw=False)
     assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 3
     assert not (out / "ckpt_000002.pt").exists()
     assert sorted(train_losses(out)) == [1, 2, 3]
 
 
+# train.py in a process of its own, as `python train.py ...` runs it, without drawing training.png at each eval (its
+# matplotlib import and rendering are seconds of the run, and no test of a killed run looks at it)
+UNDRAWN_TRAIN = ("import runpy, sys, figures; figures.plot_training = lambda *a, **k: None; sys.argv[0] = 'train.py'; "
+                 "runpy.run_path('train.py', run_name='__main__')")
+
+
 def start_training(out, data_dir, *args):
-    cmd = [sys.executable, "train.py", f"--dataset={data_dir}", f"--out_dir={out}", *TINY, *args]
+    cmd = [sys.executable, "-c", UNDRAWN_TRAIN, f"--dataset={data_dir}", f"--out_dir={out}", *TINY, *args]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
@@ -351,7 +376,8 @@ def test_second_writer_refused_and_sigkill_loses_nothing(tmp_path, data_dir):
     logged = train_losses(out)
     last = max(logged)
     assert saved % 40 == 0 and saved < last, (saved, last)  # steps past the checkpoint were logged
-    train(out, data_dir, f"--max_iters={last + 3}", *schedule, "--init_from=resume")
+    train(out, data_dir, f"--max_iters={last + 3}", *schedule, "--init_from=resume", "--condensation_samples=2",
+          draw=False)
     steps = [m["step"] for m in metrics(out) if "train_loss" in m]
     assert steps == list(range(1, last + 4))
     again = train_losses(out)
@@ -367,11 +393,14 @@ def test_full_disk_at_save_time_keeps_the_previous_checkpoint(run_dir, tmp_path,
     before = (out / "ckpt.pt").read_bytes()
     limit = 64 * 1024  # the checkpoint is ~450 KB
 
-    def small_files():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    r = subprocess.run([sys.executable, "train.py", f"--dataset={data_dir}", f"--out_dir={out}", *TINY,
-                        "--max_iters=8", "--eval_interval=2", "--init_from=resume"], cwd=ROOT, capture_output=True,
-                       text=True, env=ENV, timeout=300, preexec_fn=small_files)
+    # this process's soft limit, for the run only (Python ignores SIGXFSZ, so the write fails with EFBIG as it does
+    # in a fresh process)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        r = train(out, data_dir, "--max_iters=8", "--eval_interval=2", "--init_from=resume", check=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert_one_line_error(r, f"could not save {out}/ckpt.pt at step 6", "File too large", "intact")
     assert (out / "ckpt.pt").read_bytes() == before
     assert not [n for n in os.listdir(out) if n.endswith(".tmp")]

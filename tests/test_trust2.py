@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import atomic
+from conftest import run_in_process
 from test_train import ROOT, TINY, data_dir  # noqa: F401 (data_dir: a fixture)
 from test_trust import ENV, assert_one_line_error, run, snapshot, task_dir  # noqa: F401 (task_dir: a fixture)
 
@@ -246,14 +247,19 @@ def test_atomic_write_rescues_text_and_bytes_but_never_replaces_a_file(tmp_path,
 # a results folder keeps the runs measured there before
 
 
-def test_measure_keeps_the_runs_of_other_models(data_dir, tmp_path, capsys):
+def test_measure_keeps_the_runs_of_other_models(data_dir, tmp_path, capsys, monkeypatch):
+    import figures
     a, b = make_ckpt(tmp_path / "a", data_dir, seed=1), make_ckpt(tmp_path / "b", data_dir, seed=2)
     out = tmp_path / "m"
     common = [f"--dataset={data_dir}", "--seq_len=16", "--num_samples=2", f"--out_dir={out}"]
+    draw = figures.write_figures
+    monkeypatch.setattr(figures, "write_figures", lambda *a, **k: None)  # drawn by the second run alone (below)
     run_script("measure.py", f"--ckpt={a}", *common)
     first = json.load(open(out / "condensation.json"))
     capsys.readouterr()
-    run_script("measure.py", f"--ckpt={b}", *common)  # another model, the same folder
+    monkeypatch.setattr(figures, "write_figures", draw)
+    run_script("measure.py", f"--ckpt={b}", *common)  # another model, the same folder: the figures of both
+    monkeypatch.setattr(figures, "write_figures", lambda *a, **k: None)
     printed = capsys.readouterr().out
     assert "keeps the 1 run(s) measured there before: a" in printed and "(2 runs, 1 of them from before)" in printed
     runs = json.load(open(out / "condensation.json"))["runs"]
@@ -341,6 +347,18 @@ def measured(**changes):
     return {k: v for k, v in run.items() if v is not ...}
 
 
+@pytest.fixture(scope="module")
+def good_condensation(tmp_path_factory):
+    """A folder holding a well-formed condensation.json, which measure.py --compare draws (the control of the test
+    below, the same for each of its cases: drawn once)."""
+    good = tmp_path_factory.mktemp("good")
+    (good / "condensation.json").write_text(json.dumps(measured()))
+    out = good.parent / f"{good.name}_compared"
+    run_script("measure.py", f"--compare={good},{good}", f"--out_dir={out}")
+    assert (out / "compare.png").exists()
+    return good
+
+
 @pytest.mark.parametrize("obj, words", [
     ({"runs": "a"}, "'runs' is not a list of measured runs"),
     ({"runs": [measured(), "b"]}, "runs[1] is a str, not a dict"),
@@ -352,13 +370,11 @@ def measured(**changes):
     (measured(seed=[1]), "the run['seed'] is [1], not a string, a number or null"),
     ([1, 2], "the run is a list, not a dict"),
 ])
-def test_a_malformed_condensation_json_is_one_line_naming_file_and_field(obj, words, tmp_path, data_dir, capsys):
-    good, bad = tmp_path / "good", tmp_path / "bad"
-    for d, content in ((good, measured()), (bad, obj)):
-        d.mkdir()
-        (d / "condensation.json").write_text(json.dumps(content))
-    run_script("measure.py", f"--compare={good},{good}", f"--out_dir={tmp_path / 'ok'}")  # the control draws
-    assert (tmp_path / "ok" / "compare.png").exists()
+def test_a_malformed_condensation_json_is_one_line_naming_file_and_field(obj, words, good_condensation, tmp_path,
+                                                                         data_dir, capsys):
+    good, bad = good_condensation, tmp_path / "bad"  # good: drawn by measure.py --compare (the control)
+    bad.mkdir()
+    (bad / "condensation.json").write_text(json.dumps(obj))
     line = refused(capsys, "measure.py", f"--compare={good},{bad}", f"--out_dir={tmp_path / 'cmp'}")
     assert line.startswith(f"error: {bad}/condensation.json: ") and words in line, line
     assert not (tmp_path / "cmp").exists()
@@ -375,8 +391,7 @@ def test_training_figure_of_a_hand_edited_metrics_file(tmp_path):
     lines = [{"step": 1, "train_loss": 5.0, "lr": 1e-3}, {"step": 2, "val_loss": 4.0, "mean_cossim": ["a", "b"]},
              {"step": 2, "val_loss": 4.0, "mean_cossim": [0.2, 0.8]}, {"step": "3", "train_loss": 1.0}, [1, 2]]
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n{cut sho")
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "figures.py"), str(tmp_path)], capture_output=True,
-                       text=True, env=ENV)
+    r = run_in_process("figures.py", tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "wrote" in r.stdout and (tmp_path / "training.png").stat().st_size > 0
     fig = figures.plot_training(figures.read_metrics(str(tmp_path)), str(tmp_path / "t.png"))
