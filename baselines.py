@@ -7,8 +7,7 @@ that the training loop reads top to bottom. Each is off unless its config key as
     add_neftune(model, alpha)                                             # noisy_embedding_alpha > 0
     lr = embedding_lr(step, max_iters, every, peak_lr, warmup_frac)       # active_forgetting_every > 0
     forget_embedding(embedding, optimizer, seed, step)                    # every `every` steps
-    teacher_model, ckpt = load_teacher(teacher, trust_checkpoint)         # teacher = hub id, HF dir or out_dir
-    problem = teacher_mismatch(teacher_model, ckpt, vocab_size, tokenizer)
+    teacher_model = load_teacher(teacher, vocab_size, tokenizer)          # teacher = hub id, HF dir or out_dir
 
 Tests: python -m pytest -q tests/test_train.py -k "neftune or forgetting or distillation"
 """
@@ -64,11 +63,17 @@ def forget_embedding(embedding, optimizer, seed, at_step):
 
 # Knowledge distillation (Figure 5's baseline): a frozen teacher's logits, KL in train.py's train_loss.
 
-def load_teacher(teacher, trust_checkpoint=False):
-    """The teacher: a train.py run (its out_dir or a .pt file) or a hub id / HF dir -> (model, its checkpoint dict
-    or None). Raises FileNotFoundError or ValueError as the loaders do."""
+def load_teacher(teacher, vocab_size, tokenizer, trust_checkpoint=False):
+    """The frozen teacher of a student with vocab_size ids from the data's `tokenizer`: a train.py run (its out_dir
+    or a .pt file) or a hub id / HF dir -> the model, in eval mode, without gradients. Raises FileNotFoundError or
+    ValueError as the loaders do, and ValueError when it cannot teach this student (teacher_mismatch)."""
     ours = teacher.endswith('.pt') or os.path.isfile(os.path.join(teacher, 'ckpt.pt'))  # a train.py run
-    return load_checkpoint(teacher, trust_checkpoint=trust_checkpoint) if ours else (from_pretrained(teacher), None)
+    model, ckpt = load_checkpoint(teacher, trust_checkpoint=trust_checkpoint) if ours else (from_pretrained(teacher),
+                                                                                             None)
+    problem = teacher_mismatch(model, ckpt, vocab_size, tokenizer)
+    if problem:
+        raise ValueError(problem)
+    return model.eval().requires_grad_(False)
 
 
 def teacher_mismatch(teacher_model, teacher_ckpt, vocab_size, tokenizer):

@@ -61,6 +61,26 @@ from checkpoint import load_checkpoint as load_ckpt_pt  # ckpt.pt; load_checkpoi
 from configurator import one_line
 
 
+def processes():
+    """This process among those torchrun started, from its RANK, LOCAL_RANK and WORLD_SIZE: (distributed, rank,
+    local_rank, world_size); one plain process: (False, 0, 0, 1)."""
+    if int(os.environ.get('RANK', -1)) == -1:
+        return False, 0, 0, 1
+    return True, int(os.environ['RANK']), int(os.environ['LOCAL_RANK']), int(os.environ['WORLD_SIZE'])
+
+
+def pick_device(device, local_rank=None):
+    """'auto' = cuda when available, else cpu; under torchrun (local_rank given) a CUDA device is this process's own
+    GPU, cuda:LOCAL_RANK, made the current one. -> (device, 'cuda' or 'cpu', the device's name: for MFU and the
+    run record)."""
+    device = ('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device
+    if local_rank is not None and device.startswith('cuda'):
+        device = f'cuda:{local_rank}'
+        torch.cuda.set_device(device)
+    kind = 'cuda' if device.startswith('cuda') else 'cpu'
+    return device, kind, torch.cuda.get_device_name(device) if kind == 'cuda' else 'cpu'
+
+
 def parallelize(model, parallel, device, dtype, activation_checkpoint=False, compile=False):
     """The module train.py calls, made from a single-device `model`. In one process: the model (compiled if asked).
     Under torchrun, parallel='ddp': DistributedDataParallel around it; parallel='fsdp': fully_shard on every block,
@@ -126,6 +146,43 @@ def shard_optimizer_state(model, optimizer, full_state):
                'param_groups': [dict(g, params=[order[i] for i in g['params']]) for g in full_state['param_groups']]}
     set_optimizer_state_dict(model, optimizer, by_name, options=StateDictOptions(full_state_dict=True))
 
+def all_finite(model):
+    """Whether every weight is finite, on every process: each checks what it holds (its shards under FSDP), and they
+    agree on the minimum, so that they all stop together. Every process must call it (under torchrun)."""
+    finite = torch.tensor(int(all(torch.isfinite(local(p)).all() for p in model.parameters())),
+                          device=local(next(model.parameters())).device)
+    if dist.is_initialized():
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
+
+
+def save_training(path, model, optimizer, state, sharded):
+    """train.py's saves; every process calls it. sharded=True: the folder `path` of this process's shards of the
+    model and optimizer (save_sharded) with state(optimizer); else the ckpt.pt file `path`, written by rank 0 with
+    the full weights: state(optimizer, weights), where the optimizer is left out (None) for a sharded model, whose
+    full-weights files (snapshots, an FSDP run's final ckpt.pt) hold the weights only. state(optimizer, weights=None)
+    -> checkpoint.training_state's dict."""
+    if sharded:
+        return save_sharded(path, model, optimizer, state(optimizer))
+    weights = gather_weights(model)  # the model's own state dict when it is not sharded
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        whole = not any(isinstance(p, DTensor) for p in model.parameters())
+        save_checkpoint(state(optimizer if whole else None, weights=weights), path)
+
+
+def restore_training(path, ckpt, model, optimizer):
+    """A resume's optimizer state into this run's (already parallelized) model and optimizer: from an FSDP run's
+    sharded folder `path`, the model's and optimizer's tensors resharded to this run's processes (load_sharded); from
+    a one-process ckpt.pt (ckpt, its weights already in the model), the optimizer's state, sliced to this process's
+    shards when the model is sharded."""
+    if os.path.isdir(path):
+        load_sharded(path, model, optimizer)
+    elif any(isinstance(p, DTensor) for p in model.parameters()):
+        shard_optimizer_state(model, optimizer, ckpt['optimizer'])
+    else:
+        optimizer.load_state_dict(ckpt['optimizer'])
+
+
 # -----------------------------------------------------------------------------
 # sharded checkpoints: a folder of DCP files (each process its shards) and train_state.pt (the rest, from rank 0)
 
@@ -184,6 +241,13 @@ def load_sharded(path, model, optimizer=None, alone=False):
         set_model_state_dict(model, state['model'])
     else:
         set_state_dict(model, optimizer, model_state_dict=state['model'], optim_state_dict=state['optimizer'])
+
+
+def load_resume(path, trust_checkpoint=False):
+    """(model, ckpt) of the checkpoint a run resumes from (checkpoint.latest_checkpoint): a ckpt.pt's model with
+    its weights, or the model of an FSDP run's sharded folder, whose tensors restore_training reads once the model
+    is parallelized, each process its own shards."""
+    return load_sharded_state(path) if is_sharded(path) else load_ckpt_pt(path, trust_checkpoint=trust_checkpoint)
 
 
 def load_checkpoint(path, device='cpu', trust_checkpoint=False):

@@ -1,15 +1,18 @@
 """
-train.py's out_dir: one writer at a time (an flock), no run replaced by mistake, the checks of a resume, and
-metrics.jsonl kept in step with the checkpoint. Only train.py imports this file; it is apart from train.py so that
-the training loop reads top to bottom without a page of file-system policy in the middle.
+train.py's out_dir: one writer at a time (an flock), no run replaced by mistake, the checks of a resume, and what
+the run records there (run.json, metrics.jsonl kept in step with the checkpoint, wandb, training.png). Only train.py
+imports this file; it is apart from train.py so that the training loop reads top to bottom without pages of
+file-system policy and logging in the middle.
 
     lock = claim_out_dir(out_dir, resume=init_from == 'resume', overwrite=overwrite)   # held while the run lasts
+    problem = key_problem(config, world_size, distributed)                             # None, or what is wrong
     changes = check_resume(ckpt, model, config, given_keys, data_meta)                 # {key: [checkpoint's, now]}
-    metrics_file = open_metrics(out_dir, resume_step=step)
-    write_run_json(out_dir, config, resumed, versions(world_size, device_name), data_meta, model)  # run.json
+    log = RunLog(out_dir, config, data_meta, model, world_size, device_name, resume_ckpt, changes)
+    log({'step': 10, 'train_loss': 2.5}, "step 10 | loss 2.5000")                      # metrics.jsonl, wandb, console
 
 Tests: python -m pytest -q tests/test_train.py tests/test_trust.py tests/test_resume_configs.py
 """
+import contextlib
 import fcntl
 import glob
 import json
@@ -17,10 +20,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 from atomic import atomic_write, check_output, clean_stale
 from checkpoint import SHARDED
-from configurator import one_line
+from configurator import die, one_line
 
 
 # train.py's keys that describe the model of a scratch run; on resume the checkpoint's model decides them
@@ -77,6 +81,51 @@ def check_resume(ckpt, model, config, given, data_meta):
 # a killed run leaves, and the next run there removes
 TRAIN_OUTPUTS = ('ckpt*.pt', 'run.json', 'metrics.jsonl', 'eval.json', 'condensation.json', 'condensation.csv',
                  '*.png')
+
+
+def key_problem(c, world_size, distributed):
+    """What is wrong with train.py's resolved config c (a dict of its keys) on world_size processes (distributed:
+    started by torchrun, whatever their number), in one line, or None: the constraints between keys, checked before
+    anything is read or written (each key's own allowed values are its annotation in train.py, checked by
+    configure)."""
+    if c['wandb_log']:
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            return "wandb_log=True but the wandb package is not installed: pip install wandb, or drop --wandb_log"
+    scratch, fsdp = c['init_from'] == 'scratch', c['parallel'] == 'fsdp'
+    if scratch and c['arch'] == 'gpt' and c['n_embd'] % c['n_head']:
+        return f"n_embd={c['n_embd']} must be a multiple of n_head={c['n_head']} (arch='gpt' splits n_embd across " \
+               f"the heads)"
+    if scratch and c['arch'] == 'qwen3' and c['n_head'] % (c['n_kv_head'] or c['n_head']):
+        return f"n_head={c['n_head']} must be a multiple of n_kv_head={c['n_kv_head']} (each key/value head serves " \
+               f"a group)"
+    if c['reg'] != 'none' and c['reg_impl'] == 'tiled':  # a fast path that no longer equals losses.py is refused
+        import losses_tiled
+        try:
+            losses_tiled.choose_impl(c['reg'], 'tiled', c['block_size'], 'cpu', tau=c['reg_tau'], clamp=c['reg_clamp'])
+        except ValueError as e:
+            return one_line(e)
+    try:  # an out_dir that cannot be one is found now, not after the data and the model are loaded
+        check_output(c['out_dir'], 'out_dir', folder=True)
+    except ValueError as e:
+        return str(e)
+    from condensation import parse_measures
+    try:
+        parse_measures(c['eval_measures'])
+    except ValueError as e:
+        return f"eval_measures: {one_line(e)}"
+    if fsdp and c['dtype'] == 'float16':
+        return "parallel='fsdp' trains in bfloat16 or float32: float16 would need a sharded loss scaler, which " \
+               "train.py does not have"
+    if fsdp and distributed and c['eval_tasks'] and (c['lm_eval_interval'] > 0 or c['lm_eval_at_start']):
+        return "lm-eval during training needs the whole model in one process, which FSDP does not have: keep " \
+               "snapshots (--snapshot_interval) and run eval.py on them, or set --lm_eval_interval=0 " \
+               "--lm_eval_at_start=False"
+    if c['gradient_accumulation_steps'] % world_size:
+        return f"gradient_accumulation_steps={c['gradient_accumulation_steps']} must be divisible by the " \
+               f"{world_size} processes"
+    return None
 
 
 def claim_out_dir(out_dir, resume, overwrite):
@@ -160,3 +209,132 @@ def write_run_json(out_dir, config, resumed, versions, data_meta, model):
         'config': config, **resumed, 'versions': versions, 'data_meta': data_meta,
         'model': {'arch': model.arch, 'model_args': dict(vars(model.config)), 'num_params': model.num_params()}},
         indent=2))
+
+
+class RunLog:
+    """What a run records as it goes, on the master process (active=False elsewhere: every call does nothing):
+    run.json at the start, then metrics.jsonl (one JSON object per record: train steps, evals, lm-eval), wandb when
+    config['wandb_log'], the console, and training.png redrawn from metrics.jsonl (figures.plot_training).
+
+    wandb: the run id is config['wandb_run_id'] ('' = the resumed checkpoint's, or a new one), set into config
+    before run.json and every checkpoint record it, so that a resumed run continues the same wandb run.
+    resume_ckpt, resume_changes: the checkpoint of a resume and check_resume's changes (run.json records both;
+    open_metrics drops the records a crashed run logged past the checkpoint's step), None for a new run."""
+
+    def __init__(self, out_dir, config, data_meta, model, world_size, device_name, resume_ckpt=None,
+                 resume_changes=None, active=True):
+        self.out_dir, self.active, self.wandb = out_dir, active, None
+        # the training clock (compute()), on every process
+        self.t_start, self.paused, self.processes, self.device_name = time.time(), 0.0, world_size, device_name
+        self.hours_before = ((resume_ckpt or {}).get('compute') or {}).get('hours', 0.0)
+        if not active:
+            return
+        run_versions = versions(world_size, device_name)
+        print(f"versions: {json.dumps(run_versions)}")
+        resumed = {}
+        if resume_ckpt is not None:  # continue the wandb run of the checkpoint, unless an id is given
+            if config['wandb_log'] and not config['wandb_run_id']:
+                config['wandb_run_id'] = resume_ckpt['config'].get('wandb_run_id') or ''
+                resume_changes.pop('wandb_run_id', None)
+            resumed = {'resumed_from_step': resume_ckpt['step'], 'resumed_with_changes': resume_changes}
+            if resume_changes:
+                print("resumed with changes to the checkpoint's config: "
+                      + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in resume_changes.items()))
+        if config['wandb_log']:
+            import wandb
+            config['wandb_run_id'] = config['wandb_run_id'] or wandb.util.generate_id()
+            wandb.init(project=config['wandb_project'], name=config['wandb_run_name'] or None,
+                       id=config['wandb_run_id'], resume='allow', config=config)
+            self.wandb = wandb
+        write_run_json(out_dir, config, resumed, run_versions, data_meta, model)
+        self.file = open_metrics(out_dir, resume_ckpt['step'] if resume_ckpt is not None else None)
+
+    def compute(self):
+        """The run's training time as the paper's Table 2 reports it (tables.py's compute column): the wall time
+        since this log began (the training loop, its val evals and saves), times the processes, summed over resumes.
+        Time spent in not_training() (lm-eval) is left out, as is the final condensation measurement, as the
+        official runs' record leaves out their evaluation callback. ckpt.pt and eval.json carry the same record."""
+        return {'hours': self.hours_before + (time.time() - self.t_start - self.paused) * self.processes / 3600,
+                'processes': self.processes, 'device': self.device_name}
+
+    @contextlib.contextmanager
+    def not_training(self):
+        t0 = time.time()
+        try:
+            yield
+        finally:
+            self.paused += time.time() - t0
+
+    def __call__(self, record, line):
+        """One record to metrics.jsonl and wandb, one line to the console. A record that cannot be written (a full
+        disk) stops the run with its last checkpoint intact, rather than let it train unrecorded."""
+        if not self.active:
+            return
+        try:
+            self.file.write(json.dumps(record) + '\n')
+            self.file.flush()
+        except OSError as e:
+            die(f"could not write {self.file.name} at step {record['step']}: {one_line(e)}")
+        if self.wandb is not None:
+            self.wandb.log(record, step=record['step'])
+        print(line, flush=True)
+
+    def train_step(self, record, max_iters, reg, eta_min):
+        """A train step's record (train.py's loop: its keys, None where off) logged, with its console line."""
+        r = {k: v for k, v in record.items() if v is not None}
+        line = f"step {r['step']}/{max_iters} | loss {r['train_loss']:.4f}"
+        line += f" | {reg} {r['reg_loss']:.4f}" if 'reg_loss' in r else ''
+        line += f" | kd {r['kd_loss']:.4f}" if 'kd_loss' in r else ''
+        line += f" | lr {r['lr']:.2e} | {r['ms_per_step']:.0f}ms | {r['tokens_per_s'] / 1e3:.1f}k tok/s"
+        line += f" | mfu {r['mfu']:.1%}" if r.get('mfu') else ''
+        self(r, line + f" | eta {eta_min:.1f}min")
+
+    def lm_eval(self, step, results):
+        """An lm-eval of the model at `step` (lm-eval's per-task metrics, its 'results'): logged, so that a resume
+        keeps it (and drops those past its checkpoint), with the score tables.py reports for each task."""
+        from tables import reported
+        scores = {task: reported(task, m) for task, m in results.items()}
+        self({'step': step, 'lm_eval': results},
+             f"lm-eval step {step} | " + ' '.join(f"{t} {v[1]:.4f}" for t, v in scores.items() if v))
+
+    def write_eval(self, record):
+        """eval.json (tables.py reads it): record (seed, config, compute and lm-eval's results of the final model)
+        with `history`, every lm-eval of the run, resumes included, read back from metrics.jsonl: [{'step',
+        'results'}, ...]. If it cannot be written, its content goes elsewhere and the error says where. -> the
+        number of evaluations in the history."""
+        from eval import to_json
+        from figures import read_metrics
+        history = [{'step': r['step'], 'results': r['lm_eval']} for r in read_metrics(self.file.name)
+                   if isinstance(r.get('lm_eval'), dict)]
+        try:
+            atomic_write(os.path.join(self.out_dir, 'eval.json'), to_json({**record, 'history': history}), rescue=True)
+        except OSError as e:
+            die(str(e))
+        return len(history)
+
+    def write_condensation(self, result):
+        """condensation.json, .csv and the figures of the end-of-run measurement (records.write_outputs), kept
+        elsewhere if out_dir is gone or full, and the error says where."""
+        from records import write_outputs
+        try:
+            write_outputs([result], self.out_dir, rescue=True)
+        except OSError as e:
+            die(str(e))
+
+    def draw(self):
+        """training.png: the losses, lr, grad norm and the per-layer probe over steps, from metrics.jsonl (`python
+        figures.py <out_dir>` draws it too). A figure that cannot be drawn is a note, never the end of a run."""
+        if not self.active:
+            return
+        from figures import plot_training, read_metrics
+        try:
+            plot_training(read_metrics(self.file.name), os.path.join(self.out_dir, 'training.png'),
+                          title=os.path.basename(os.path.normpath(self.out_dir)))
+        except Exception as e:  # noqa: BLE001 (matplotlib missing or failing, a full disk: training goes on)
+            print(f"note: training.png not drawn: {one_line(e)}")
+
+    def close(self):
+        if self.active:
+            self.file.close()
+            if self.wandb is not None:
+                self.wandb.finish()

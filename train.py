@@ -129,75 +129,37 @@ seed: Range(min=0) = 1337    # numpy's generators take no negative seed
 from configurator import configure, die, one_line  # noqa: E402
 given_keys = set()  # the keys a config file or the command line set, whatever their value (resume checks them)
 config = configure(globals(), given=given_keys)
-if wandb_log:  # checked before anything is written, not found after run.json
-    try:
-        import wandb  # noqa: F401
-    except ImportError:
-        die("wandb_log=True but the wandb package is not installed: pip install wandb, or drop --wandb_log", 2)
 
 # heavy imports after configure: a config error is reported at once
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 import losses  # noqa: E402
 import losses_tiled  # noqa: E402  (the regularizer's fast path, and which of the two runs)
-from atomic import atomic_write, check_output  # noqa: E402
-from baselines import add_neftune, embedding_lr, forget_embedding, load_teacher, teacher_mismatch  # noqa: E402
-from checkpoint import (SHARDED, load_sharded_state, latest_checkpoint, restore_rng, save_checkpoint,  # noqa: E402
-                        training_state)
-from data import dataset_dir, load_meta, load_tokens  # noqa: E402
+from baselines import add_neftune, embedding_lr, forget_embedding, load_teacher  # noqa: E402
+from checkpoint import SHARDED, latest_checkpoint, restore_rng, training_state  # noqa: E402
+from condensation import parse_measures  # noqa: E402
+from data import batch_windows, dataset_dir, load_meta, load_tokens  # noqa: E402
 from hf_io import from_pretrained  # noqa: E402
 from model import build_model  # noqa: E402
-from parallel import (gather_weights, load_checkpoint, load_sharded, local, parallelize,  # noqa: E402
-                      save_sharded, shard_optimizer_state)
-from run_dir import check_resume, claim_out_dir, model_keys, open_metrics, versions, write_run_json  # noqa: E402
-
-# constraints between keys (each key's own allowed values: the annotations above, checked by configure)
-if init_from == 'scratch' and arch == 'gpt' and n_embd % n_head:
-    die(f"n_embd={n_embd} must be a multiple of n_head={n_head} (arch='gpt' splits n_embd across the heads)", 2)
-if init_from == 'scratch' and arch == 'qwen3' and n_head % (n_kv_head or n_head):
-    die(f"n_head={n_head} must be a multiple of n_kv_head={n_kv_head} (each key/value head serves a group)", 2)
-if reg != 'none' and reg_impl == 'tiled':  # a fast path that no longer equals losses.py is refused before any write
-    try:
-        losses_tiled.choose_impl(reg, reg_impl, block_size, 'cpu', tau=reg_tau, clamp=reg_clamp)
-    except ValueError as e:
-        die(one_line(e), 2)
-try:  # an out_dir that cannot be one is found now, not after the data and the model are loaded
-    check_output(out_dir, 'out_dir', folder=True)
-except ValueError as e:
-    die(str(e), 2)
-try:
-    from condensation import parse_measures  # noqa: E402
-    probe_measures = parse_measures(eval_measures)  # mean_cossim first, always
-except ValueError as e:
-    die(f"eval_measures: {one_line(e)}", 2)
-if sum([reg != 'none', noisy_embedding_alpha > 0, active_forgetting_every > 0]) > 1:
-    print("note: several counter-condensation methods are on at once (the paper runs them one at a time)")
+from parallel import (all_finite, load_checkpoint, load_resume, local, parallelize, pick_device,  # noqa: E402
+                      processes, restore_training, save_training)
+from run_dir import RunLog, check_resume, claim_out_dir, key_problem, model_keys  # noqa: E402
 
 # ----------------------------------------------------------------------------- processes and devices
-distributed = int(os.environ.get('RANK', -1)) != -1  # torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
-rank, local_rank, world_size = ((int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE')) if distributed
-                                else (0, 0, 1))
+distributed, rank, local_rank, world_size = processes()  # torchrun's RANK, LOCAL_RANK, WORLD_SIZE
+problem = key_problem(config, world_size, distributed)  # the constraints between keys, before any read or write
+if problem:
+    die(problem, 2)
+probe_measures = parse_measures(eval_measures)  # the eval probe's measures, mean_cossim first
+if sum([reg != 'none', noisy_embedding_alpha > 0, active_forgetting_every > 0]) > 1:
+    print("note: several counter-condensation methods are on at once (the paper runs them one at a time)")
 master = rank == 0
 fsdp = parallel == 'fsdp' and distributed  # one plain process has nothing to shard
-device = ('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device
-if distributed and device.startswith('cuda'):
-    device = f'cuda:{local_rank}'
-    torch.cuda.set_device(device)
-device_type = 'cuda' if device.startswith('cuda') else 'cpu'
-device_name = torch.cuda.get_device_name(device) if device_type == 'cuda' else 'cpu'  # for MFU and the run record
+device, device_type, device_name = pick_device(device, local_rank if distributed else None)  # cuda:LOCAL_RANK
 if dtype == 'auto':
     dtype = 'bfloat16' if device_type == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
 compile = device_type == 'cuda' if compile is None else compile
-if parallel == 'fsdp' and dtype == 'float16':
-    die("parallel='fsdp' trains in bfloat16 or float32: float16 would need a sharded loss scaler, which train.py "
-        "does not have", 2)
-if fsdp and eval_tasks and (lm_eval_interval > 0 or lm_eval_at_start):
-    die("lm-eval during training needs the whole model in one process, which FSDP does not have: keep snapshots "
-        "(--snapshot_interval) and run eval.py on them, or set --lm_eval_interval=0 --lm_eval_at_start=False", 2)
-if gradient_accumulation_steps % world_size:
-    die(f"gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by the {world_size} processes", 2)
 micro_steps = gradient_accumulation_steps // world_size  # micro-steps of this process per optimizer step
 global_batch = batch_size * gradient_accumulation_steps  # windows per optimizer step
 tokens_per_step = global_batch * block_size
@@ -240,20 +202,14 @@ if min(n_train, n_val) <= block_size + 1:
 
 
 def get_batch(split, index, first, count):
-    """Windows first..first+count-1 of the list of windows keyed by (split, index); (x, y) on device.
-
-    Offsets come from a numpy generator seeded with (seed, split, index): the global batch of an optimizer
-    step depends on nothing else (not on the process count, not on what was consumed before), and each
-    process reads only its own share of it.
-    """
-    data = load_tokens(data_dir, split)  # a fresh memmap per batch: long-lived ones leak memory
-    rng = np.random.default_rng([seed, 0 if split == 'train' else 1, index])
-    starts = rng.integers(0, len(data) - block_size - 1, size=global_batch)[first:first + count]
-    windows = np.stack([data[s:s + block_size + 1] for s in starts]).astype(np.int64)
-    if windows.max() >= data_meta['vocab_size']:  # a .bin that is not meta.json's would index past the embedding
-        die(f"{data_dir}/{split}.bin holds token id {windows.max()}, beyond meta.json's vocab_size "
-            f"{data_meta['vocab_size']}: the file does not belong to this meta.json")
-    x, y = torch.from_numpy(windows[:, :-1]), torch.from_numpy(windows[:, 1:])
+    """Windows first..first+count-1 of the global batch keyed by (split, index), as (x, y) on device. The offsets
+    depend on (seed, split, index) alone (data.batch_windows): not on the process count, not on what was read
+    before, so N processes train what one does and a resumed run sees the same data."""
+    try:
+        windows = torch.from_numpy(batch_windows(data_dir, split, seed, index, global_batch, block_size, first, count))
+    except ValueError as e:
+        die(str(e))
+    x, y = windows[:, :-1], windows[:, 1:]
     if device_type == 'cuda':
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
@@ -275,10 +231,7 @@ try:
                             n_kv_head=n_kv_head, head_dim=head_dim, rope_theta=rope_theta, bias=bias, dropout=dropout)
     elif init_from == 'resume':
         resume_from = latest_checkpoint(out_dir)  # ckpt.pt, or an FSDP run's ckpt_sharded/: the later one
-        if os.path.isdir(resume_from):  # its tensors are read once the model is parallelized (load_sharded below)
-            model, resume_ckpt = load_sharded_state(resume_from)
-        else:
-            model, resume_ckpt = load_checkpoint(resume_from, trust_checkpoint=trust_checkpoint)
+        model, resume_ckpt = load_resume(resume_from, trust_checkpoint)  # sharded: filled by restore_training below
         resume_changes = check_resume(resume_ckpt, model, config, given_keys, data_meta)
         step = resume_ckpt['step']
     else:
@@ -318,13 +271,10 @@ embedding = raw_model.get_input_embeddings().weight
 teacher_model = None
 if teacher:
     try:
-        teacher_model, teacher_ckpt = load_teacher(teacher, trust_checkpoint)
+        teacher_model = load_teacher(teacher, raw_model.config.vocab_size, data_meta['tokenizer'], trust_checkpoint)
     except (FileNotFoundError, ValueError) as e:
         die(f"teacher: {e}")
-    problem = teacher_mismatch(teacher_model, teacher_ckpt, raw_model.config.vocab_size, data_meta['tokenizer'])
-    if problem:
-        die(problem)
-    teacher_model.to(device).eval().requires_grad_(False)
+    teacher_model.to(device)
 
 # ----------------------------------------------------------------------------- optimizer and schedule
 optimizer = raw_model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type,
@@ -332,12 +282,7 @@ optimizer = raw_model.configure_optimizers(weight_decay, learning_rate, (beta1, 
 scaler = torch.amp.GradScaler(device_type, enabled=ptdtype == torch.float16)
 if resume_ckpt is not None:
     try:
-        if os.path.isdir(resume_from):  # the model's and optimizer's tensors, resharded to this run's processes
-            load_sharded(resume_from, raw_model, optimizer)
-        elif fsdp:  # a one-process ckpt.pt: the weights are in already (sharded above); the optimizer's, sliced
-            shard_optimizer_state(raw_model, optimizer, resume_ckpt['optimizer'])
-        else:
-            optimizer.load_state_dict(resume_ckpt['optimizer'])
+        restore_training(resume_from, resume_ckpt, raw_model, optimizer)  # resharded to this run's processes
         if 'scaler' in resume_ckpt:
             scaler.load_state_dict(resume_ckpt['scaler'])
         restore_rng(resume_ckpt)
@@ -420,63 +365,22 @@ def evaluate():
         {m: means[(i + 1) * num_hidden:(i + 2) * num_hidden] for i, m in enumerate(extra)}
 
 
-# ----------------------------------------------------------------------------- logging
+# ----------------------------------------------------------------------------- signals, and what the run records
 stop_signal = []
 for sig in (signal.SIGTERM, signal.SIGINT):  # clusters preempt with SIGTERM: save, then leave
     signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-hours_before = (resume_ckpt.get('compute') or {}).get('hours', 0.0) if resume_ckpt is not None else 0.0
-if wandb_log and not wandb_run_id and resume_ckpt is not None:  # continue the wandb run of the checkpoint
-    wandb_run_id = config['wandb_run_id'] = resume_ckpt['config'].get('wandb_run_id') or ''
-    resume_changes.pop('wandb_run_id', None)
-del resume_ckpt
-wandb = None
 if master:
-    run_versions = versions(world_size, device_name)
-    print(f"versions: {json.dumps(run_versions)}")
     print(f"model: {raw_model.arch}, {raw_model.num_params() / 1e6:.2f}M parameters | reg={reg} on hidden states "
           f"{reg_layers} | start at step {step}")
-    if wandb_log:  # before run.json, which records the id
-        import wandb
-        # the id goes into the config before anything is saved: every checkpoint of the run names its wandb run
-        wandb_run_id = config['wandb_run_id'] = wandb_run_id or wandb.util.generate_id()
-        wandb.init(project=wandb_project, name=wandb_run_name or None, id=wandb_run_id, resume='allow', config=config)
-    resumed = {'resumed_from_step': step, 'resumed_with_changes': resume_changes} if init_from == 'resume' else {}
-    if resume_changes:
-        print("resumed with changes to the checkpoint's config: "
-              + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in resume_changes.items()))
-    write_run_json(out_dir, config, resumed, run_versions, data_meta, raw_model)
-    # on resume, the records a crashed run logged past its last checkpoint go: each step is logged once
-    metrics_file = open_metrics(out_dir, resume_step=step if init_from == 'resume' else None)
+# the master's records: run.json (versions and any resume's changes), metrics.jsonl (on resume, what a crashed run
+# logged past its checkpoint goes), wandb (a resumed run continues the checkpoint's), console, training.png; and on
+# every process the training clock (log.compute(): the time the paper's Table 2 reports, lm-eval left out)
+log = RunLog(out_dir, config, data_meta, raw_model, world_size, device_name, resume_ckpt, resume_changes,
+             active=master)
+del resume_ckpt
 
 
-def log(record, line):
-    if master:
-        try:
-            metrics_file.write(json.dumps(record) + '\n')
-            metrics_file.flush()
-        except OSError as e:  # a full disk: stop with the last checkpoint intact, rather than train unrecorded
-            die(f"could not write {metrics_file.name} at step {record['step']}: {one_line(e)}")
-        if wandb is not None:
-            wandb.log(record, step=record['step'])
-        print(line, flush=True)
-
-
-def draw_training():
-    """training.png: the losses, lr, grad norm and the per-layer probe over steps, redrawn from metrics.jsonl at
-    every eval (figures.plot_training; `python figures.py <out_dir>` draws it too). A figure that cannot be drawn
-    is a note, never the end of a run."""
-    from figures import plot_training, read_metrics
-    try:
-        plot_training(read_metrics(metrics_file.name), os.path.join(out_dir, 'training.png'),
-                      title=os.path.basename(os.path.normpath(out_dir)))
-    except Exception as e:  # noqa: BLE001 (matplotlib missing or failing, a full disk: training goes on)
-        print(f"note: training.png not drawn: {one_line(e)}")
-
-
-# ----------------------------------------------------------------------------- divergence checks, training time, saves
-t_start, step_start, lm_eval_seconds = time.time(), step, 0.0  # the training clock (lm_eval_now takes lm-eval out)
-
-
+# ----------------------------------------------------------------------------- divergence checks, lm-eval, saves
 def stop_if_loss_diverged(value):
     """A non-finite loss stops the run, checked where the loop syncs anyway: the train loss (all-reduced) at log
     time, the val loss at eval time, so every rank sees the same value and stops; nothing is saved."""
@@ -484,65 +388,32 @@ def stop_if_loss_diverged(value):
         die(f"loss non-finite at step {step}; stopping without saving (the last good checkpoint stays in {out_dir})")
 
 
-def stop_if_weights_diverged():
-    """Non-finite weights stop the run before a save, so no bad checkpoint is written: each process checks what it
-    holds (its shards under FSDP), and they agree on the minimum, so every rank stops."""
-    finite = torch.tensor(int(all(torch.isfinite(local(p)).all() for p in raw_model.parameters())), device=device)
-    if distributed:
-        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-    if not finite.item():
-        die(f"weights non-finite at step {step}; stopping without saving (the last good checkpoint stays in "
-            f"{out_dir})")
-
-
-def compute_record():
-    """The run's training time as the paper's Table 2 reports it (tables.py's compute column): the wall time of
-    the training loop, its val evals and saves included, times the processes, summed over resumes; lm-eval (during
-    training or at the end) and the final condensation measurement are not training, as in the official runs'
-    record, which leaves out their evaluation callback. ckpt.pt and eval.json carry the same record."""
-    return {'hours': hours_before + (time.time() - t_start - lm_eval_seconds) * world_size / 3600,
-            'processes': world_size, 'device': device_name}
-
-
 def lm_eval_now():
-    """lm-eval of eval_tasks on the model as it is now (the master only; exact float32, eval.py's evaluate) ->
-    (lm-eval's results dict, {'step', 'results'}: the entry of eval.json's history, lm-eval's per-task metrics as
-    in its 'results'). The time it takes is kept out of the training time."""
-    global lm_eval_seconds
+    """lm-eval of eval_tasks on the model as it is now (the master only; exact float32, eval.py's evaluate), logged
+    (run_dir.RunLog.lm_eval) -> lm-eval's results dict. Its time is kept out of the training time."""
     from eval import evaluate as lm_eval
-    t0 = time.time()
-    res = lm_eval(raw_model, data_meta['tokenizer'], eval_tasks, limit=eval_limit, device=device, seed=seed,
-                  include_path=eval_include_path)
-    lm_eval_seconds += time.time() - t0
-    return res, {'step': step, 'results': res['results']}
-
-
-def log_lm_eval(entry):
-    """An evaluation during training goes to metrics.jsonl (so a resume keeps it, and drops those past its
-    checkpoint) and to wandb; eval.json's history is read back from there at the end."""
-    from tables import reported
-    scores = {task: reported(task, m) for task, m in entry['results'].items()}
-    log({'step': entry['step'], 'lm_eval': entry['results']},
-        f"lm-eval step {entry['step']} | " + ' '.join(f"{t} {v[1]:.4f}" for t, v in scores.items() if v))
+    with log.not_training():
+        res = lm_eval(raw_model, data_meta['tokenizer'], eval_tasks, limit=eval_limit, device=device, seed=seed,
+                      include_path=eval_include_path)
+    log.lm_eval(step, res['results'])
+    return res
 
 
 def save(name, full_weights=False):
     """ckpt.pt or a snapshot ckpt_{step:06d}.pt; every process calls it. Under FSDP the training state goes to
     ckpt_sharded/ instead (each process writes its shards), and full_weights=True writes `name` with the full
-    weights only, gathered on the master (the snapshots, and ckpt.pt at the end of the run). Returns the training
-    time it recorded (eval.json carries the final checkpoint's)."""
-    stop_if_weights_diverged()
-    path = os.path.join(out_dir, SHARDED if fsdp and not full_weights else name)
-    compute = compute_record()
+    weights only, gathered on the master (the snapshots, and ckpt.pt at the end of the run). Non-finite weights stop
+    the run first, on every process, so that no bad checkpoint is written. Returns the training time it recorded
+    (eval.json carries the final checkpoint's)."""
+    if not all_finite(raw_model):
+        die(f"weights non-finite at step {step}; stopping without saving (the last good checkpoint stays in "
+            f"{out_dir})")
+    sharded = fsdp and not full_weights
+    path, compute = os.path.join(out_dir, SHARDED if sharded else name), log.compute()
+    state = lambda opt, weights=None: training_state(raw_model, opt, scaler, step, config, data_meta, compute,
+                                                     weights=weights)
     try:
-        if fsdp and not full_weights:
-            save_sharded(path, raw_model, optimizer, training_state(raw_model, optimizer, scaler, step, config,
-                                                                    data_meta, compute))
-        else:
-            weights = gather_weights(raw_model)  # without FSDP, the model's own state dict
-            if master:
-                save_checkpoint(training_state(raw_model, None if fsdp else optimizer, scaler, step, config,
-                                               data_meta, compute, weights=weights), path)
+        save_training(path, raw_model, optimizer, state, sharded)
     except OSError as e:  # a full disk, an out_dir gone or made read-only: the previous checkpoint is intact
         die(f"could not save {path} at step {step}: {one_line(e)} (the checkpoint there before, if any, is intact)")
     return compute
@@ -552,9 +423,10 @@ def save(name, full_weights=False):
 model.train()
 final_compute = None  # the training time the last ckpt.pt records
 if eval_tasks and lm_eval_at_start and step == 0 and master:  # the starting model: Table 2's base row, per seed
-    log_lm_eval(lm_eval_now()[1])
+    lm_eval_now()
 if snapshot_interval > 0 and step == 0:  # the starting model too (the official runs keep it): Figure 7's first column
     save('ckpt_000000.pt', full_weights=True)
+t_start, step_start = log.t_start, step
 t_last, step_last, last_train_loss = t_start, step, float('nan')  # as of the last log line
 while step < max_iters:
     lr = get_lr(step)
@@ -601,17 +473,12 @@ while step < max_iters:
         mfu = raw_model.estimate_mfu(tokens_per_step / dt / world_size, block_size, device_name)
         mfu = mfu if step - step_start > 1 else None
         eta_min = (now - t_start) / (step - step_start) * (max_iters - step) / 60
-        record = {'step': step, 'train_loss': ce_mean, 'reg_loss': reg_mean if reg != 'none' else None,
-                  'kd_loss': kd_mean if teacher else None, 'lr': lr, 'emb_lr': emb_lr,
-                  'grad_norm': local(grad_norm).item() if grad_clip > 0 else None,  # before clipping
-                  'steps': steps, 'ms_per_step': dt * 1e3, 'tokens_per_s': tokens_per_step / dt, 'mfu': mfu,
-                  'mem_gb': torch.cuda.max_memory_allocated(device) / 1e9 if device_type == 'cuda' else None}
-        line = f"step {step}/{max_iters} | loss {ce_mean:.4f}"
-        line += f" | {reg} {reg_mean:.4f}" if reg != 'none' else ''
-        line += f" | kd {kd_mean:.4f}" if teacher else ''
-        line += f" | lr {lr:.2e} | {dt * 1e3:.0f}ms | {tokens_per_step / dt / 1e3:.1f}k tok/s"
-        line += f" | mfu {mfu:.1%}" if mfu else ''
-        log({k: v for k, v in record.items() if v is not None}, line + f" | eta {eta_min:.1f}min")
+        log.train_step({'step': step, 'train_loss': ce_mean, 'reg_loss': reg_mean if reg != 'none' else None,
+                        'kd_loss': kd_mean if teacher else None, 'lr': lr, 'emb_lr': emb_lr,
+                        'grad_norm': local(grad_norm).item() if grad_clip > 0 else None,  # before clipping
+                        'steps': steps, 'ms_per_step': dt * 1e3, 'tokens_per_s': tokens_per_step / dt, 'mfu': mfu,
+                        'mem_gb': torch.cuda.max_memory_allocated(device) / 1e9 if device_type == 'cuda' else None},
+                       max_iters, reg, eta_min)
 
     if step % eval_interval == 0 or step == max_iters:
         val_loss, cos, probe = evaluate()
@@ -619,10 +486,9 @@ while step < max_iters:
         log({'step': step, 'val_loss': val_loss, 'mean_cossim': cos, **probe},
             f"eval step {step} | val {val_loss:.4f} | mean cos by layer " + " ".join(f"{c:.2f}" for c in cos))
         final_compute = save('ckpt.pt')  # the last one is the run's: eval.json carries the same training time
-        if master:
-            draw_training()
+        log.draw()
     if eval_tasks and lm_eval_interval > 0 and step % lm_eval_interval == 0 and step < max_iters and master:
-        log_lm_eval(lm_eval_now()[1])  # the last step's evaluation is the final one, below
+        lm_eval_now()  # the last step's evaluation is the final one, below
     if snapshot_interval > 0 and step % snapshot_interval == 0:
         save(f'ckpt_{step:06d}.pt', full_weights=True)
 
@@ -642,41 +508,22 @@ while step < max_iters:
 if fsdp:  # and ckpt.pt with the full weights, for measure.py, eval.py, sample.py; the master measures that model
     final_compute = save('ckpt.pt', full_weights=True)
     raw_model = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'), device=device)[0] if master else None
-if master:
-    # the paper's condensation measurement on val windows: condensation.json and the heatmap (measure.py)
+if master:  # the paper's condensation measurement on val windows: condensation.json, .csv, heatmap.png (measure.py)
     from condensation import measure_run
     from measure import token_windows
-    from records import write_outputs
-    raw_model.eval()
     windows, starts = token_windows(load_tokens(data_dir, 'val'), condensation_samples, block_size, seed)
-    result = measure_run(raw_model.hidden_states, windows, starts, batch_size, device, step=step, seed=seed,
+    result = measure_run(raw_model.eval().hidden_states, windows, starts, batch_size, device, step=step, seed=seed,
                          name=os.path.basename(os.path.normpath(out_dir)), source=out_dir,
                          windows=f"dataset:{dataset}", dtype='float32', measures=probe_measures)
-    try:  # a folder gone or a full disk at the end: the numbers are kept elsewhere, and said where
-        write_outputs([result], out_dir, rescue=True)
-    except OSError as e:
-        die(str(e))
+    log.write_condensation(result)
     rho = result['spearman']  # None when every layer's mean is the same
     print(f"done: {step} steps, final train loss {last_train_loss:.4f} | mean cos by hidden state "
           f"{' '.join(f'{c:.2f}' for c in result['mean_cossim'])} | spearman {'n/a' if rho is None else f'{rho:.3f}'}"
           f" | files in {out_dir}/")
-    if eval_tasks:  # lm-eval on the final model, as the official runs; tables.py reads eval.json
-        from eval import to_json
-        from figures import read_metrics
-        results, final = lm_eval_now()
-        log_lm_eval(final)
-        history = [{'step': r['step'], 'results': r['lm_eval']} for r in read_metrics(metrics_file.name)
-                   if isinstance(r.get('lm_eval'), dict)]  # every evaluation of the run, resumes included
-        try:  # lm-eval's results are kept elsewhere if eval.json cannot be written, and the message says where
-            atomic_write(os.path.join(out_dir, 'eval.json'), to_json({'seed': seed, 'config': config,
-                                                                       'compute': final_compute or compute_record(),
-                                                                       **results,
-                                                                       'history': history}), rescue=True)
-        except OSError as e:
-            die(str(e))
-        print(f"lm-eval results in {out_dir}/eval.json ({len(history)} evaluation(s) in its history)")
-    metrics_file.close()
-    if wandb is not None:
-        wandb.finish()
+    if eval_tasks:  # lm-eval on the final model, as the official runs; eval.json with the run's history
+        n = log.write_eval({'seed': seed, 'config': config, 'compute': final_compute or log.compute(),
+                            **lm_eval_now()})
+        print(f"lm-eval results in {out_dir}/eval.json ({n} evaluation(s) in its history)")
+    log.close()
 if distributed:
     dist.destroy_process_group()
