@@ -77,12 +77,13 @@ def load_teacher(teacher, vocab_size, tokenizer, trust_checkpoint=False):
 
 
 def teacher_mismatch(teacher_model, teacher_ckpt, vocab_size, tokenizer):
-    """Why the teacher cannot teach this student, or None. KL over the vocabulary needs the same token ids: the same
-    size, and the same tokenizer when we know it (the teacher's checkpoint records its data's)."""
+    """Why the teacher cannot teach this student, or None (train.py says "teacher: <why>"). KL over the vocabulary
+    needs the same token ids: the same size, and the same tokenizer when we know it (the teacher's checkpoint
+    records its data's)."""
     if teacher_model.config.vocab_size != vocab_size:
-        return (f"teacher vocabulary ({teacher_model.config.vocab_size}) differs from the student's ({vocab_size}): "
+        return (f"its vocabulary ({teacher_model.config.vocab_size}) differs from the student's ({vocab_size}): "
                 f"distillation needs the same tokenizer")
     teacher_tokenizer = teacher_ckpt.get('data_meta', {}).get('tokenizer') if teacher_ckpt else None
     if teacher_ckpt is not None and teacher_tokenizer != tokenizer:
-        return f"teacher tokenizer '{teacher_tokenizer}' differs from the data's '{tokenizer}'"
+        return f"its tokenizer '{teacher_tokenizer}' differs from the data's '{tokenizer}'"
     return None

@@ -10,6 +10,7 @@ token) and `meta.json` = {"tokenizer": "byte" | "gpt2" | "<hub id or tokenizer d
     meta = load_meta(d)
     train_ids = load_tokens(d, 'train')   # np.memmap, dtype from meta.json
     tok = get_tokenizer(meta['tokenizer']); print(tok.decode(train_ids[:100]))
+    windows = batch_windows(d, 'train', seed, step, global_batch, block_size, 0, 8, meta['vocab_size'])  # train.py
 
 Writers are the scripts `data/<name>/prepare.py`; they all go through `write_tokens` below.
 
@@ -209,17 +210,17 @@ def load_tokens(folder, split):
         raise ValueError(f"{path} is empty")
     return np.memmap(path, dtype=dtype, mode='r')
 
-def batch_windows(folder, split, seed, index, global_batch, block_size, first, count):
+
+def batch_windows(folder, split, seed, index, global_batch, block_size, first, count, vocab_size):
     """Windows first..first+count-1 of train.py's global batch keyed by (seed, split, index): int64 [count,
     block_size + 1] (inputs and next-token targets). The offsets come from a numpy generator seeded with (seed,
     split, index) alone, so an optimizer step's global batch depends on nothing else (not the process count, not
-    what was read before), and each process reads only its own share. A token id past meta.json's vocab_size (a
-    .bin that is not meta.json's, which would index past the embedding) is a one-line ValueError."""
+    what was read before), and each process reads only its own share. A token id past vocab_size (meta.json's: a
+    .bin that is not meta.json's would index past the embedding) is a one-line ValueError."""
     data = load_tokens(folder, split)  # a fresh memmap per batch: long-lived ones leak memory
     rng = np.random.default_rng([seed, 0 if split == 'train' else 1, index])
     starts = rng.integers(0, len(data) - block_size - 1, size=global_batch)[first:first + count]
     windows = np.stack([data[s:s + block_size + 1] for s in starts]).astype(np.int64)
-    vocab_size = load_meta(folder)['vocab_size']
     if windows.max() >= vocab_size:
         raise ValueError(f"{folder}/{split}.bin holds token id {windows.max()}, beyond meta.json's vocab_size "
                          f"{vocab_size}: the file does not belong to this meta.json")

@@ -7,6 +7,10 @@ spreads a model over processes, and the sharded checkpoints that go with it.
     load_sharded('out/ckpt_sharded', model, optimizer)          # on any number of processes, or one plain process
     model, ckpt = load_checkpoint('out/')                       # any run, .pt file or sharded folder, one process
 
+and train.py's side of it: which process this is under torchrun and its device (processes, pick_device), the model
+of a resume (load_resume), what a run saves and restores, whole or sharded (save_training, restore_training), and
+whether every process's weights are finite before a save (all_finite).
+
 parallel='ddp': every process holds the whole model, its gradients and AdamW's state (16 bytes per parameter),
 and gradients are averaged (torch's DistributedDataParallel). parallel='fsdp': PyTorch's FSDP2
 (torch.distributed.fsdp.fully_shard, as torchtitan applies it) keeps 1/N of each parameter, gradient and AdamW
@@ -56,7 +60,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.checkpoint import checkpoint
 
 from checkpoint import (SHARDED_STATE, is_sharded, latest_checkpoint, load_sharded_state, save_checkpoint,
-                        torch_load)
+                        torch_load, training_state)
 from checkpoint import load_checkpoint as load_ckpt_pt  # ckpt.pt; load_checkpoint below also reads sharded folders
 from configurator import one_line
 
@@ -146,6 +150,7 @@ def shard_optimizer_state(model, optimizer, full_state):
                'param_groups': [dict(g, params=[order[i] for i in g['params']]) for g in full_state['param_groups']]}
     set_optimizer_state_dict(model, optimizer, by_name, options=StateDictOptions(full_state_dict=True))
 
+
 def all_finite(model):
     """Whether every weight is finite, on every process: each checks what it holds (its shards under FSDP), and they
     agree on the minimum, so that they all stop together. Every process must call it (under torchrun)."""
@@ -156,18 +161,20 @@ def all_finite(model):
     return bool(finite.item())
 
 
-def save_training(path, model, optimizer, state, sharded):
-    """train.py's saves; every process calls it. sharded=True: the folder `path` of this process's shards of the
-    model and optimizer (save_sharded) with state(optimizer); else the ckpt.pt file `path`, written by rank 0 with
-    the full weights: state(optimizer, weights), where the optimizer is left out (None) for a sharded model, whose
-    full-weights files (snapshots, an FSDP run's final ckpt.pt) hold the weights only. state(optimizer, weights=None)
-    -> checkpoint.training_state's dict."""
+def save_training(path, model, optimizer, sharded, scaler, step, config, data_meta, compute):
+    """train.py's saves (checkpoint.training_state: the model, optimizer, scaler, step, config, data and training
+    time); every process calls it. sharded=True: the folder `path` of this process's shards of the model and
+    optimizer (save_sharded). Else the ckpt.pt file `path`, written by rank 0 with the full weights, and with the
+    optimizer's state only when the model is not sharded: an FSDP run's full-weights files (its snapshots, its final
+    ckpt.pt) hold the weights only."""
     if sharded:
-        return save_sharded(path, model, optimizer, state(optimizer))
+        return save_sharded(path, model, optimizer, training_state(model, optimizer, scaler, step, config, data_meta,
+                                                                   compute))
     weights = gather_weights(model)  # the model's own state dict when it is not sharded
     if not dist.is_initialized() or dist.get_rank() == 0:
         whole = not any(isinstance(p, DTensor) for p in model.parameters())
-        save_checkpoint(state(optimizer if whole else None, weights=weights), path)
+        save_checkpoint(training_state(model, optimizer if whole else None, scaler, step, config, data_meta, compute,
+                                       weights=weights), path)
 
 
 def restore_training(path, ckpt, model, optimizer):

@@ -1,8 +1,9 @@
 """
-train.py's out_dir: one writer at a time (an flock), no run replaced by mistake, the checks of a resume, and what
-the run records there (run.json, metrics.jsonl kept in step with the checkpoint, wandb, training.png). Only train.py
-imports this file; it is apart from train.py so that the training loop reads top to bottom without pages of
-file-system policy and logging in the middle.
+train.py's out_dir and what it checks before it writes there: the constraints between keys, one writer at a time
+(an flock), no run replaced by mistake, the checks of a resume; and what the run records there (RunLog: run.json,
+metrics.jsonl kept in step with the checkpoint, wandb, training.png, eval.json, condensation.json, the training
+clock). Only train.py imports this file; it is apart from train.py so that the training loop reads top to bottom
+without pages of file-system policy and logging in the middle.
 
     lock = claim_out_dir(out_dir, resume=init_from == 'resume', overwrite=overwrite)   # held while the run lasts
     problem = key_problem(config, world_size, distributed)                             # None, or what is wrong
@@ -212,9 +213,11 @@ def write_run_json(out_dir, config, resumed, versions, data_meta, model):
 
 
 class RunLog:
-    """What a run records as it goes, on the master process (active=False elsewhere: every call does nothing):
-    run.json at the start, then metrics.jsonl (one JSON object per record: train steps, evals, lm-eval), wandb when
-    config['wandb_log'], the console, and training.png redrawn from metrics.jsonl (figures.plot_training).
+    """What a run records as it goes. On the master (active=True): run.json at the start, then metrics.jsonl (one
+    JSON object per record: train steps, evals, lm-eval), wandb when config['wandb_log'], the console, training.png
+    redrawn from metrics.jsonl (figures.plot_training), and at the end condensation.json and eval.json; elsewhere
+    (active=False) logging and drawing do nothing. On every process: the training clock (compute, not_training),
+    which starts when the log is made, after the start-up (git, wandb, run.json) and before the loop.
 
     wandb: the run id is config['wandb_run_id'] ('' = the resumed checkpoint's, or a new one), set into config
     before run.json and every checkpoint record it, so that a resumed run continues the same wandb run.
@@ -224,12 +227,12 @@ class RunLog:
     def __init__(self, out_dir, config, data_meta, model, world_size, device_name, resume_ckpt=None,
                  resume_changes=None, active=True):
         self.out_dir, self.active, self.wandb = out_dir, active, None
-        # the training clock (compute()), on every process
+        if active:
+            self._start(config, data_meta, model, versions(world_size, device_name), resume_ckpt, resume_changes)
         self.t_start, self.paused, self.processes, self.device_name = time.time(), 0.0, world_size, device_name
         self.hours_before = ((resume_ckpt or {}).get('compute') or {}).get('hours', 0.0)
-        if not active:
-            return
-        run_versions = versions(world_size, device_name)
+
+    def _start(self, config, data_meta, model, run_versions, resume_ckpt, resume_changes):
         print(f"versions: {json.dumps(run_versions)}")
         resumed = {}
         if resume_ckpt is not None:  # continue the wandb run of the checkpoint, unless an id is given
@@ -246,8 +249,8 @@ class RunLog:
             wandb.init(project=config['wandb_project'], name=config['wandb_run_name'] or None,
                        id=config['wandb_run_id'], resume='allow', config=config)
             self.wandb = wandb
-        write_run_json(out_dir, config, resumed, run_versions, data_meta, model)
-        self.file = open_metrics(out_dir, resume_ckpt['step'] if resume_ckpt is not None else None)
+        write_run_json(self.out_dir, config, resumed, run_versions, data_meta, model)
+        self.file = open_metrics(self.out_dir, resume_ckpt['step'] if resume_ckpt is not None else None)
 
     def compute(self):
         """The run's training time as the paper's Table 2 reports it (tables.py's compute column): the wall time
@@ -259,6 +262,7 @@ class RunLog:
 
     @contextlib.contextmanager
     def not_training(self):
+        """The time spent inside is left out of compute(): lm-eval during and at the end of training."""
         t0 = time.time()
         try:
             yield

@@ -14,13 +14,13 @@ process with N times the accumulation trains, and a resumed run sees the same da
 Outputs in out_dir: ckpt.pt (atomic; at every eval, so at the end, and on SIGTERM/SIGINT), ckpt_{step:06d}.pt
 snapshots when asked, metrics.jsonl (one JSON object per logged step), training.png (drawn from it at every eval:
 losses, lr, grad norm, the per-layer mean cosine over steps), run.json (config, versions, the model trained); at
-the end condensation.json/.csv, heatmap.png, trend.png (measure.py), eval.json if eval_tasks is set.
+the end condensation.json/.csv, heatmap.png, trend.png (measure.py's measurement), eval.json if eval_tasks is set.
 With parallel='fsdp' under torchrun, the checkpoint of every eval and signal is the folder ckpt_sharded/ (each
 process writes its shards; resumable on any number of processes, or in one plain process), and ckpt.pt (written at
 the end) and the snapshots hold the full weights only, for measure.py, eval.py, sample.py and HF export.
 A run holds out_dir/train.lock while it lasts (a second train.py there is refused), never replaces another run's
 checkpoints unless told to (overwrite), and on resume keeps the model the checkpoint holds: a model key given that
-contradicts it is an error (run_dir.check_resume says which keys, and what run.json records of a resume).
+contradicts it is an error (run_dir.check_resume says which keys; run.json records a resume and its changes).
 """
 
 import datetime
@@ -54,7 +54,7 @@ condensation_samples: Range(min=1) = 100  # val windows measured at the end (con
 eval_tasks: str | list = ''  # lm-eval at the end: comma-separated tasks, 'paper' = the ten, '' = none
 lm_eval_interval: Range(min=0) = 0  # also run eval_tasks every this many steps (0 = at the end only; official:
                              # max_steps//5+1)
-lm_eval_at_start = False     # also evaluate the starting model, at step 0 (official --eval_at_begin: Table 2's base row)
+lm_eval_at_start = False     # also evaluate the starting model at step 0 (official --eval_at_begin: Table 2's base row)
 eval_limit: Annotated[int | float | None, Range(min=0)] = None  # lm-eval documents per task (a fraction if < 1,
                              # 0 = all); None = the model family's (GPT-2 500, Qwen3 200)
 eval_include_path = ''       # a folder of extra lm-eval task YAMLs (custom or offline tasks)
@@ -137,7 +137,7 @@ import torch.distributed as dist  # noqa: E402
 import losses  # noqa: E402
 import losses_tiled  # noqa: E402  (the regularizer's fast path, and which of the two runs)
 from baselines import add_neftune, embedding_lr, forget_embedding, load_teacher  # noqa: E402
-from checkpoint import SHARDED, latest_checkpoint, restore_rng, training_state  # noqa: E402
+from checkpoint import SHARDED, latest_checkpoint, restore_rng  # noqa: E402
 from condensation import parse_measures  # noqa: E402
 from data import batch_windows, dataset_dir, load_meta, load_tokens  # noqa: E402
 from hf_io import from_pretrained  # noqa: E402
@@ -160,7 +160,7 @@ device, device_type, device_name = pick_device(device, local_rank if distributed
 if dtype == 'auto':
     dtype = 'bfloat16' if device_type == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
 compile = device_type == 'cuda' if compile is None else compile
-micro_steps = gradient_accumulation_steps // world_size  # micro-steps of this process per optimizer step
+micro_steps = gradient_accumulation_steps // world_size  # this process's micro-steps per step (a divisor: key_problem)
 global_batch = batch_size * gradient_accumulation_steps  # windows per optimizer step
 tokens_per_step = global_batch * block_size
 if max_tokens > 0:
@@ -206,7 +206,8 @@ def get_batch(split, index, first, count):
     depend on (seed, split, index) alone (data.batch_windows): not on the process count, not on what was read
     before, so N processes train what one does and a resumed run sees the same data."""
     try:
-        windows = torch.from_numpy(batch_windows(data_dir, split, seed, index, global_batch, block_size, first, count))
+        windows = torch.from_numpy(batch_windows(data_dir, split, seed, index, global_batch, block_size, first, count,
+                                                 data_meta['vocab_size']))
     except ValueError as e:
         die(str(e))
     x, y = windows[:, :-1], windows[:, 1:]
@@ -369,15 +370,15 @@ def evaluate():
 stop_signal = []
 for sig in (signal.SIGTERM, signal.SIGINT):  # clusters preempt with SIGTERM: save, then leave
     signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
-if master:
-    print(f"model: {raw_model.arch}, {raw_model.num_params() / 1e6:.2f}M parameters | reg={reg} on hidden states "
-          f"{reg_layers} | start at step {step}")
 # the master's records: run.json (versions and any resume's changes), metrics.jsonl (on resume, what a crashed run
 # logged past its checkpoint goes), wandb (a resumed run continues the checkpoint's), console, training.png; and on
 # every process the training clock (log.compute(): the time the paper's Table 2 reports, lm-eval left out)
 log = RunLog(out_dir, config, data_meta, raw_model, world_size, device_name, resume_ckpt, resume_changes,
              active=master)
 del resume_ckpt
+if master:
+    print(f"model: {raw_model.arch}, {raw_model.num_params() / 1e6:.2f}M parameters | reg={reg} on hidden states "
+          f"{reg_layers} | start at step {step}")
 
 
 # ----------------------------------------------------------------------------- divergence checks, lm-eval, saves
@@ -410,10 +411,8 @@ def save(name, full_weights=False):
             f"{out_dir})")
     sharded = fsdp and not full_weights
     path, compute = os.path.join(out_dir, SHARDED if sharded else name), log.compute()
-    state = lambda opt, weights=None: training_state(raw_model, opt, scaler, step, config, data_meta, compute,
-                                                     weights=weights)
     try:
-        save_training(path, raw_model, optimizer, state, sharded)
+        save_training(path, raw_model, optimizer, sharded, scaler, step, config, data_meta, compute)
     except OSError as e:  # a full disk, an out_dir gone or made read-only: the previous checkpoint is intact
         die(f"could not save {path} at step {step}: {one_line(e)} (the checkpoint there before, if any, is intact)")
     return compute
@@ -504,11 +503,11 @@ while step < max_iters:
             dist.destroy_process_group()
         sys.exit(0)
 
-# ----------------------------------------------------------------------------- end of run (ckpt.pt: saved at the last eval)
+# ----------------------------------------------------------------------------- end of run (ckpt.pt: at the last eval)
 if fsdp:  # and ckpt.pt with the full weights, for measure.py, eval.py, sample.py; the master measures that model
     final_compute = save('ckpt.pt', full_weights=True)
     raw_model = load_checkpoint(os.path.join(out_dir, 'ckpt.pt'), device=device)[0] if master else None
-if master:  # the paper's condensation measurement on val windows: condensation.json, .csv, heatmap.png (measure.py)
+if master:  # the paper's condensation measurement (measure.py's) on val windows: condensation.json, .csv, figures
     from condensation import measure_run
     from measure import token_windows
     windows, starts = token_windows(load_tokens(data_dir, 'val'), condensation_samples, block_size, seed)

@@ -5,6 +5,7 @@ SIGTERM, an edited copy of the sources).
 
 python -m pytest -q tests/test_train.py
 """
+import csv
 import json
 import math
 import os
@@ -85,12 +86,20 @@ def train_losses(out_dir):
 
 def test_loss_starts_near_uniform_and_falls_and_outputs_exist(tmp_path, data_dir):
     out = tmp_path / "run"
-    train_here(out, data_dir, "--max_iters=30", "--eval_interval=30", "--reg=dispersion")
+    train_here(out, data_dir, "--max_iters=30", "--eval_interval=30", "--reg=dispersion",
+               draw=("heatmap.png", "trend.png"))  # the end-of-run figures (training.png: tests/test_tracking.py)
     losses = train_losses(out)
     assert abs(losses[1] - np.log(257)) < 0.3  # a fresh model predicts ~uniformly over 257 ids
     assert losses[30] < losses[1] - 1.0
-    for name in ("ckpt.pt", "metrics.jsonl", "run.json", "condensation.json"):
-        assert (out / name).exists(), name
+    for name in ("ckpt.pt", "metrics.jsonl", "run.json", "condensation.json", "condensation.csv", "heatmap.png",
+                 "trend.png"):
+        assert (out / name).exists() and (out / name).stat().st_size > 0, name
+    with open(out / "condensation.json") as f:
+        measured = json.load(f)
+    with open(out / "condensation.csv") as f:
+        row = next(csv.DictReader(f))
+    assert measured["step"] == 30 and int(row["step"]) == 30 and len(measured["mean_cossim"]) == 3
+    assert float(row["mean_last_1"]) == pytest.approx(measured["mean_cossim"][-1])
     rec = [m for m in metrics(out) if "val_loss" in m][-1]
     assert len(rec["mean_cossim"]) == 3 and all(-1 <= c <= 1 for c in rec["mean_cossim"])
     assert "reg_loss" in metrics(out)[0]
@@ -279,6 +288,7 @@ def bad_hf_dirs(tmp_path_factory):
     (["--init_from=resume"], 1, "ckpt.pt"),
     (["--block_size=100", "--init_from={hf}"], 1, "block_size=100 is beyond"),
     (["--init_from={hf_small_vocab}"], 1, "beyond the model's vocabulary of 100 ids"),
+    (["--teacher={hf}"], 1, "error: teacher: its vocabulary (300) differs from the student's (257)"),
 ])
 def test_bad_input_one_line_error(tmp_path, data_dir, bad_hf_dirs, args, code, needle):
     args = [a.format(**bad_hf_dirs) for a in args]
@@ -445,3 +455,21 @@ def test_a_new_regularizer_is_one_function_and_one_line(tmp_path, data_dir):
     assert "| uniformity -" in r.stdout
     reg = [m["reg_loss"] for m in metrics(out) if "reg_loss" in m]
     assert len(reg) == 3 and all(-8.0 <= v < 0.0 for v in reg), reg  # -t * dist2 lies in [-8, 0]
+
+
+def test_training_clock_sums_resumes_and_leaves_out_lm_eval(monkeypatch):
+    """The compute record (Table 2's training time, in ckpt.pt and eval.json): wall hours since the run's log began,
+    times the processes, plus the hours the resumed checkpoint recorded, with the time inside not_training()
+    (lm-eval) left out. A fake clock, on a process that is not the master (the clock runs on every process)."""
+    import run_dir
+    now = [1000.0]
+    monkeypatch.setattr(run_dir.time, "time", lambda: now[0])
+    log = run_dir.RunLog("unused", None, None, None, world_size=4, device_name="cpu",
+                         resume_ckpt={"step": 3, "compute": {"hours": 1.0}}, active=False)
+    now[0] += 3600  # an hour of training on 4 processes
+    assert log.compute() == {"hours": 5.0, "processes": 4, "device": "cpu"}
+    with log.not_training():
+        now[0] += 7200  # lm-eval
+    assert log.compute()["hours"] == 5.0
+    now[0] += 1800
+    assert log.compute()["hours"] == 7.0
