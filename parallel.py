@@ -9,7 +9,8 @@ spreads a model over processes, and the sharded checkpoints that go with it.
 
 and train.py's side of it: which process this is under torchrun and its device (processes, pick_device), the model
 of a resume (load_resume), what a run saves and restores, whole or sharded (save_training, restore_training), and
-whether every process's weights are finite before a save (all_finite).
+whether every process's weights are finite before a save (all_finite), whether any process has a flag up
+(any_process: a stop signal).
 
 parallel='ddp': every process holds the whole model, its gradients and AdamW's state (16 bytes per parameter),
 and gradients are averaged (torch's DistributedDataParallel). parallel='fsdp': PyTorch's FSDP2
@@ -159,6 +160,15 @@ def all_finite(model):
     if dist.is_initialized():
         dist.all_reduce(finite, op=dist.ReduceOp.MIN)
     return bool(finite.item())
+
+
+def any_process(flag, device):
+    """Whether flag is true on any process (all of them get the same answer, so that they act together, e.g. stop
+    on a signal that reached one of them); the flag itself in one plain process."""
+    flag = torch.tensor(int(flag), device=device)
+    if dist.is_initialized():
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def save_training(path, model, optimizer, sharded, scaler, step, config, data_meta, compute):

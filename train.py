@@ -142,8 +142,8 @@ from condensation import parse_measures  # noqa: E402
 from data import batch_windows, dataset_dir, load_meta, load_tokens  # noqa: E402
 from hf_io import from_pretrained  # noqa: E402
 from model import build_model  # noqa: E402
-from parallel import (all_finite, load_checkpoint, load_resume, local, parallelize, pick_device,  # noqa: E402
-                      processes, restore_training, save_training)
+from parallel import (all_finite, any_process, load_checkpoint, load_resume, local, parallelize,  # noqa: E402
+                      pick_device, processes, restore_training, save_training)
 from run_dir import RunLog, check_resume, claim_out_dir, key_problem, model_keys  # noqa: E402
 
 # ----------------------------------------------------------------------------- processes and devices
@@ -338,32 +338,27 @@ def train_loss(x, y, micro_id):
 
 @torch.no_grad()
 def evaluate():
-    """Val loss and the live condensation probe (per-layer mean cosine, measure.py's definition, and the other
-    measures of eval_measures, per window as measure.py) on fixed val windows, split across processes and summed.
-    -> (val loss, mean cosine per hidden state, {measure: value per hidden state} for the others)."""
-    from condensation import geometry, mean_cossim
+    """Val loss and the live condensation probe (the measures of eval_measures, mean_cossim first: per window, as
+    measure.py defines them) on fixed val windows, split across processes and summed. -> (val loss, {measure: its
+    mean over the windows, per hidden state})."""
+    from condensation import geometry
     model.eval()
-    extra = probe_measures[1:]
-    # loss, windows, cos per layer, then each other measure per layer
-    sums = torch.zeros(2 + num_hidden * (1 + len(extra)), device=device, dtype=torch.float64)
+    sums = torch.zeros(2 + num_hidden * len(probe_measures), device=device, dtype=torch.float64)  # loss, windows, ...
     rounds = math.ceil(eval_iters / world_size)  # FSDP: every process runs as many forwards (each gathers weights)
     for k in range(rank, rounds * world_size, world_size):
         x, y = get_batch('val', k % eval_iters, 0, batch_size)
         with autocast:
             _, loss, hidden = raw_model(x, y, return_hidden=True)
         weight = x.size(0) if k < eval_iters else 0  # one past eval_iters counts for nothing
-        sums[0] += loss.item() * weight
-        sums[1] += weight
-        sums[2:2 + num_hidden] += torch.tensor(mean_cossim(hidden), device=device, dtype=torch.float64) * weight
-        if extra:  # [num_hidden, B] per measure: the sum over this batch's windows
-            values = geometry(hidden, extra)
-            sums[2 + num_hidden:] += torch.cat([values[m].sum(1) for m in extra]).to(device) * (weight > 0)
+        values = geometry(hidden, probe_measures)  # {measure: [num_hidden, B]}: summed over this batch's windows
+        sums[:2] += torch.tensor([loss.item() * weight, weight], device=device, dtype=torch.float64)
+        sums[2:] += torch.cat([values[m].sum(1) for m in probe_measures]).to(device) * (weight > 0)
     if distributed:
         dist.all_reduce(sums)
     model.train()
     means = (sums[2:] / sums[1]).tolist()
-    return (sums[0] / sums[1]).item(), means[:num_hidden], \
-        {m: means[(i + 1) * num_hidden:(i + 2) * num_hidden] for i, m in enumerate(extra)}
+    return (sums[0] / sums[1]).item(), {m: means[i * num_hidden:(i + 1) * num_hidden]
+                                        for i, m in enumerate(probe_measures)}
 
 
 # ----------------------------------------------------------------------------- signals, and what the run records
@@ -480,10 +475,11 @@ while step < max_iters:
                        max_iters, reg, eta_min)
 
     if step % eval_interval == 0 or step == max_iters:
-        val_loss, cos, probe = evaluate()
+        val_loss, probe = evaluate()
         stop_if_loss_diverged(val_loss)
-        log({'step': step, 'val_loss': val_loss, 'mean_cossim': cos, **probe},
-            f"eval step {step} | val {val_loss:.4f} | mean cos by layer " + " ".join(f"{c:.2f}" for c in cos))
+        log({'step': step, 'val_loss': val_loss, **probe},
+            f"eval step {step} | val {val_loss:.4f} | mean cos by layer "
+            + " ".join(f"{c:.2f}" for c in probe['mean_cossim']))
         final_compute = save('ckpt.pt')  # the last one is the run's: eval.json carries the same training time
         log.draw()
     if eval_tasks and lm_eval_interval > 0 and step % lm_eval_interval == 0 and step < max_iters and master:
@@ -491,10 +487,7 @@ while step < max_iters:
     if snapshot_interval > 0 and step % snapshot_interval == 0:
         save(f'ckpt_{step:06d}.pt', full_weights=True)
 
-    stop = torch.tensor(len(stop_signal), device=device)
-    if distributed:  # every rank must agree to stop, or the others would hang in the next all-reduce
-        dist.all_reduce(stop)
-    if stop.item() > 0:
+    if any_process(len(stop_signal) > 0, device):  # all stop together, or the others would hang in a collective
         save('ckpt.pt')
         if master:
             print(f"stopped by signal at step {step}; checkpoint saved to {out_dir}/{SHARDED if fsdp else 'ckpt.pt'} "
