@@ -43,7 +43,7 @@ from checkpoint import run_dirs
 from configurator import Annotated, Choice, Device, Range, config_keys, configure, die, one_line
 from hf_io import from_pretrained, to_hf
 from model import GPT, Qwen3
-from parallel import load_checkpoint  # ckpt.pt files and FSDP runs' sharded folders
+from parallel import load_checkpoint, pick_device  # load_checkpoint: ckpt.pt files and sharded folders
 
 # -----------------------------------------------------------------------------
 # defaults (override with a config file or --key=value; the annotations say what each allows: configurator.py)
@@ -339,7 +339,7 @@ def main():
                 raise ValueError(f"{dest} is a folder, where this run's results file would go")
     except ValueError as e:
         die(str(e), 2)
-    device = ('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device
+    device = pick_device(device)[0]  # 'auto' = cuda when available, else cpu
     if isinstance(batch_size, str) and not device.startswith('cuda'):
         batch_size = 1  # lm-eval's automatic batch size searches for the largest that does not run out of memory
     names = task_list(tasks)

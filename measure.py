@@ -58,7 +58,7 @@ from condensation import (ALL_MEASURES, MEASURES, NORM_FLOOR, NUM_BINS, cosine_m
 from configurator import Choice, Device, Range, config_keys, configure, die, one_line
 from data import check_token_ids, dataset_dir, get_tokenizer, load_meta, load_tokens
 from hf_io import from_pretrained, hf_model_type, load_causal_lm
-from parallel import load_checkpoint  # ckpt.pt files and FSDP runs' sharded folders
+from parallel import load_checkpoint, pick_device  # load_checkpoint: ckpt.pt files and sharded folders
 # condensation.json's record; all re-exported, so that measure.write_outputs etc. stay records'
 from records import csv_row, load_measured, merge, modified, run_problem, settings, write_outputs  # noqa: F401
 
@@ -400,7 +400,7 @@ def main():
         seq_len, why = window_length(contexts, seq_len)
         if why:
             print(why)
-    dev = ('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device
+    dev = pick_device(device)[0]  # 'auto' = cuda when available, else cpu
     ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16}[dtype]
     try:  # what this out_dir measured before: kept (merge), and not measured again with the same settings
         earlier = load_measured(out_dir) if os.path.isfile(os.path.join(out_dir, 'condensation.json')) else []

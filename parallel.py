@@ -154,12 +154,9 @@ def shard_optimizer_state(model, optimizer, full_state):
 
 def all_finite(model):
     """Whether every weight is finite, on every process: each checks what it holds (its shards under FSDP), and they
-    agree on the minimum, so that they all stop together. Every process must call it (under torchrun)."""
-    finite = torch.tensor(int(all(torch.isfinite(local(p)).all() for p in model.parameters())),
-                          device=local(next(model.parameters())).device)
-    if dist.is_initialized():
-        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-    return bool(finite.item())
+    all get the same answer (any_process), so that they stop together. Every process must call it (under torchrun)."""
+    here = all(torch.isfinite(local(p)).all() for p in model.parameters())
+    return not any_process(not here, local(next(model.parameters())).device)
 
 
 def any_process(flag, device):

@@ -49,8 +49,8 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=0, vocab_size=No
 
 if __name__ == '__main__':
     configure(globals())
-    device = ('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device
-    from parallel import load_checkpoint  # ckpt.pt files and FSDP runs' sharded folders
+    from parallel import load_checkpoint, pick_device  # load_checkpoint: ckpt.pt files and sharded folders
+    device = pick_device(device)[0]  # 'auto' = cuda when available, else cpu
     from data import check_token_ids, get_tokenizer
 
     torch.manual_seed(seed)
