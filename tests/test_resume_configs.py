@@ -4,23 +4,20 @@ place of the paper's (overrides of size and paths only), a couple of steps, then
 
 OMP_NUM_THREADS=1 python -m pytest -q tests/test_resume_configs.py
 
-train.py runs in this process (runpy, as tests/test_configs.py does): a subprocess costs seconds of imports per
-run, and there are two runs per config. What a run leaves in the process is undone after it: the out_dir lock
-(run_dir.claim_out_dir's flock, which the process would keep) is closed, and the signal handlers restored.
+train.py runs in this process (conftest.run_in_process): a subprocess costs seconds of imports per run, and there
+are two runs per config. What a run leaves in the process (the out_dir lock, signal handlers, ...) is undone after it.
 The figures a run draws are made but not rendered to PNG (rendering is four fifths of a tiny run's time, and
 tests/test_measure.py covers them), so that the whole loop takes about a minute on 2 cores.
 """
 import glob
 import json
 import os
-import runpy
-import signal
 import sys
 
 import pytest
 import torch
 
-import run_dir
+from conftest import run_in_process
 from test_train import data_dir, metrics  # noqa: F401 (data_dir: a fixture, ~150 KB of byte tokens)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,27 +35,11 @@ SCRATCH_SIZE = {'gpt': ['--n_layer=2', '--n_head=2', '--n_embd=32'],
 
 
 def run_train(*argv):
-    """train.py's command line in this process -> its exit code (0 when it ends by itself)."""
-    locks, claim = [], run_dir.claim_out_dir
-
-    def claim_and_keep(*args, **kwargs):
-        locks.append(claim(*args, **kwargs))
-        return locks[-1]
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    saved_argv, sys.argv = sys.argv, ['train.py', *map(str, argv)]
-    run_dir.claim_out_dir = claim_and_keep  # train.py imports it from the module when it runs
-    try:
-        runpy.run_path(os.path.join(ROOT, 'train.py'), run_name='__main__')
-        return 0
-    except SystemExit as e:
-        return e.code or 0
-    finally:
-        run_dir.claim_out_dir = claim
-        sys.argv = saved_argv
-        for s, h in handlers.items():
-            signal.signal(s, h)
-        for lock in locks:  # the process would hold it until it ends
-            lock.close()
+    """train.py's command line in this process (conftest.run_in_process) -> its exit code (0 when it ends by
+    itself); its stderr is printed, for the assertion messages that read capsys."""
+    r = run_in_process('train.py', *argv)
+    sys.stderr.write(r.stderr)
+    return r.returncode
 
 
 @pytest.fixture(autouse=True)

@@ -63,12 +63,12 @@ def train(out_dir, data_dir, *args, nproc=1, check=True):
 def train_here(out_dir, data_dir, *args, check=True, env=None, draw=()):
     """train()'s command line in one process, run in this one (conftest.run_in_process: the same exit code, stdout
     and stderr) without a fresh process's seconds of imports. Figures are not rendered (their drawing is most of a
-    tiny run's time) except the files named in `draw`, for the tests that look at them."""
+    tiny run's time) except the files named in `draw` (draw=True: all of them), for the tests that look at them."""
     import figures
     save_figure = figures.save_figure
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(figures, "save_figure",
-                   lambda fig, path: save_figure(fig, path) if os.path.basename(path) in draw else fig)
+                   lambda fig, path: save_figure(fig, path) if draw is True or os.path.basename(path) in draw else fig)
         r = run_in_process("train.py", f"--dataset={data_dir}", f"--out_dir={out_dir}", *TINY, *args, env=env)
     if check:
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

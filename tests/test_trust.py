@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_in_process  # noqa: F401 (test_parallel, test_trust2 import it here)
-from test_train import ROOT, TINY, data_dir, metrics, train_losses  # noqa: F401 (data_dir: a fixture)
+from test_train import ROOT, TINY, data_dir, metrics, train_here, train_losses  # noqa: F401 (data_dir: a fixture)
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
 
@@ -54,19 +54,6 @@ def run(script, *args):
     return run_in_process(script, *args)
 
 
-def train(out_dir, data_dir, *args, check=True, draw=True):
-    """train.py on the tiny model, in this process. draw=False: no figure rendered (most of a tiny run's time), for
-    the runs whose PNGs no test looks at."""
-    import figures
-    with pytest.MonkeyPatch.context() as mp:
-        if not draw:
-            mp.setattr(figures, "save_figure", lambda fig, path: fig)
-        r = run("train.py", f"--dataset={data_dir}", f"--out_dir={out_dir}", *TINY, *args)
-    if check:
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return r
-
-
 def snapshot(folder):
     """{name: bytes} of every file in folder: equal before and after means nothing was touched."""
     return {n: open(os.path.join(folder, n), "rb").read() for n in sorted(os.listdir(folder))}
@@ -76,7 +63,7 @@ def snapshot(folder):
 def run_dir(tmp_path_factory, data_dir):
     """A finished tiny run (4 steps, checkpoints at 2 and 4). Tests copy it before changing anything."""
     out = tmp_path_factory.mktemp("trust") / "run"
-    train(out, data_dir, "--max_iters=4", "--eval_interval=2", "--condensation_samples=2", draw=False)
+    train_here(out, data_dir, "--max_iters=4", "--eval_interval=2", "--condensation_samples=2")
     return out
 
 
@@ -297,8 +284,7 @@ def test_resume_takes_the_model_from_the_checkpoint_and_records_changes(run_dir,
     assert ckpt["step"] == 6 and ckpt["config"]["learning_rate"] == 1e-3 and ckpt["config"]["n_layer"] == 2
     assert sorted(train_losses(out)) == list(range(1, 7))
     # the model keys given again, as the first command had them: the same model, so no error
-    train(out, data_dir, "--max_iters=7", "--eval_interval=7", "--init_from=resume", "--condensation_samples=2",
-          draw=False)
+    train_here(out, data_dir, "--max_iters=7", "--eval_interval=7", "--init_from=resume", "--condensation_samples=2")
     assert max(train_losses(out)) == 7
 
 # -----------------------------------------------------------------------------
@@ -309,19 +295,18 @@ def test_a_new_run_never_replaces_another_runs_checkpoint(run_dir, tmp_path, dat
     out = tmp_path / "run"
     shutil.copytree(run_dir, out)
     before = snapshot(out)
-    r = train(out, data_dir, "--max_iters=2", "--eval_interval=2", check=False)
+    r = train_here(out, data_dir, "--max_iters=2", "--eval_interval=2", check=False, draw=True)
     assert_one_line_error(r, "holds another run's checkpoint", "--init_from=resume", "--overwrite=True")
     assert snapshot(out) == before
     # a snapshot alone (a run stopped before its first ckpt.pt) is a checkpoint too
     os.remove(out / "ckpt.pt")
     torch.save({}, out / "ckpt_000002.pt")
     before = snapshot(out)
-    r = train(out, data_dir, "--max_iters=2", "--eval_interval=2", check=False)
+    r = train_here(out, data_dir, "--max_iters=2", "--eval_interval=2", check=False, draw=True)
     assert_one_line_error(r, "ckpt_000002.pt", "--overwrite=True")
     assert snapshot(out) == before
     # told to, it replaces the run: the old snapshot is gone, not mistaken for one of this run's
-    train(out, data_dir, "--max_iters=3", "--eval_interval=3", "--overwrite=True", "--condensation_samples=2",
-          draw=False)
+    train_here(out, data_dir, "--max_iters=3", "--eval_interval=3", "--overwrite=True", "--condensation_samples=2")
     assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 3
     assert not (out / "ckpt_000002.pt").exists()
     assert sorted(train_losses(out)) == [1, 2, 3]
@@ -362,7 +347,7 @@ def test_second_writer_refused_and_sigkill_loses_nothing(tmp_path, data_dir):
     try:
         wait_for_step(out, 45, p)
         for args in (["--overwrite=True"], ["--init_from=resume"]):
-            r = train(out, data_dir, "--max_iters=10", *args, check=False)
+            r = train_here(out, data_dir, "--max_iters=10", *args, check=False, draw=True)
             assert_one_line_error(r, f"{out} is in use by another train.py (pid {p.pid})")
         while not 5 <= max(train_losses(out)) % 40 <= 30:  # well past a save, well before the next one
             time.sleep(0.01)
@@ -376,8 +361,7 @@ def test_second_writer_refused_and_sigkill_loses_nothing(tmp_path, data_dir):
     logged = train_losses(out)
     last = max(logged)
     assert saved % 40 == 0 and saved < last, (saved, last)  # steps past the checkpoint were logged
-    train(out, data_dir, f"--max_iters={last + 3}", *schedule, "--init_from=resume", "--condensation_samples=2",
-          draw=False)
+    train_here(out, data_dir, f"--max_iters={last + 3}", *schedule, "--init_from=resume", "--condensation_samples=2")
     steps = [m["step"] for m in metrics(out) if "train_loss" in m]
     assert steps == list(range(1, last + 4))
     again = train_losses(out)
@@ -398,7 +382,8 @@ def test_full_disk_at_save_time_keeps_the_previous_checkpoint(run_dir, tmp_path,
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
     try:
-        r = train(out, data_dir, "--max_iters=8", "--eval_interval=2", "--init_from=resume", check=False)
+        r = train_here(out, data_dir, "--max_iters=8", "--eval_interval=2", "--init_from=resume", check=False,
+                       draw=True)
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert_one_line_error(r, f"could not save {out}/ckpt.pt at step 6", "File too large", "intact")
@@ -439,7 +424,7 @@ def test_save_errors_are_one_line_and_leave_the_previous_file(tmp_path, monkeypa
 
 def test_out_dir_that_cannot_be_made_is_one_line(tmp_path, data_dir):
     (tmp_path / "file").write_text("not a folder")
-    r = train(tmp_path / "file" / "run", data_dir, "--max_iters=2", check=False)  # a usage error, found first
+    r = train_here(tmp_path / "file" / "run", data_dir, "--max_iters=2", check=False, draw=True)  # a usage error
     assert_one_line_error(r, f"{tmp_path / 'file'} is a file, not a folder", code=2)
 
 # -----------------------------------------------------------------------------
